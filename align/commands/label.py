@@ -1,0 +1,40 @@
+"""`t2i-align label RUN_DIR`: serve the rating app over one run directory."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+
+HELP = "serve the Gradio rating app over a run directory; ratings go to RUN_DIR/labels.db"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("run_dir", help="run directory written by `t2i-align generate`")
+    parser.add_argument("--host", default="127.0.0.1", help="address to listen on (0.0.0.0 for the network)")
+    parser.add_argument("--port", type=int, default=7860, help="port to listen on (default 7860)")
+    parser.add_argument(
+        "--overlap", type=int, default=None, help="distinct raters per sample (default: as last set for this run, else 1)"
+    )
+    parser.add_argument(
+        "--lease-seconds", type=float, default=300.0, help="how long a sample shown to a rater is held for them"
+    )
+    parser.add_argument("--accounts", default=None, help="rater accounts file (default: $T2I_ALIGN_RATERS or ~/.config/t2i-align/raters.db)")
+    parser.add_argument("--quiet", action="store_true", help="print less")
+
+
+def run(args: argparse.Namespace) -> int:
+    from labeling_app.accounts import Accounts, default_accounts_path
+    from labeling_app.server import serve
+    from labeling_app.store import open_run_store
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    store = open_run_store(args.run_dir, overlap=args.overlap, lease_seconds=args.lease_seconds)
+    accounts = Accounts(args.accounts or default_accounts_path())
+    left_out = len(store.broken_samples())
+    print(
+        f"labeling {len(store.sample_ids())} samples of {store.run_dir} (overlap {store.overlap},"
+        f" {left_out} left out), ratings in {store.path}",
+        flush=True,
+    )
+    serve(store, accounts, args.host, args.port, quiet=args.quiet)
+    return 0

@@ -1,0 +1,73 @@
+"""labels.parquet: one row per live rating (skips and undone ratings are not exported), across run dirs."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from datetime import datetime
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from labeling_app.errors import LabelingError
+from labeling_app.store import LabelStore
+
+LABELS_SCHEMA = pa.schema(
+    [
+        ("rating_id", pa.int64()),
+        ("sample_id", pa.string()),
+        ("run_dir", pa.string()),
+        ("prompt", pa.string()),
+        ("category", pa.string()),
+        ("split", pa.string()),
+        ("image_path", pa.string()),
+        ("model", pa.string()),
+        ("seed", pa.int64()),
+        ("rater", pa.string()),
+        ("rater_kind", pa.string()),
+        ("label", pa.int64()),
+        ("reasons", pa.list_(pa.string())),
+        ("created_at", pa.timestamp("us", tz="UTC")),
+    ]
+)
+
+
+def open_existing_store(run_dir: str | Path) -> LabelStore:
+    """The labels.db of a run that has been rated; never creates one."""
+    path = Path(run_dir).expanduser().resolve()
+    if not path.is_dir():
+        raise LabelingError(f"run directory {run_dir} does not exist")
+    if not (path / "labels.db").is_file():
+        raise LabelingError(f"run directory {run_dir} has no labels.db yet; rate it with `t2i-align label` or `simulate-raters`")
+    return LabelStore(path)
+
+
+def labels_table(stores: Sequence[LabelStore]) -> pa.Table:
+    rows = []
+    for store in stores:
+        run_dir = store.run_dir.resolve()
+        for r in store.live_ratings():
+            rows.append(
+                {
+                    **r,
+                    "run_dir": str(run_dir),
+                    "image_path": str(run_dir / r["image_path"]),
+                    "created_at": datetime.fromisoformat(r["created_at"]),
+                }
+            )
+    return pa.Table.from_pylist(rows, schema=LABELS_SCHEMA)
+
+
+def write_labels(stores: Sequence[LabelStore], out: str | Path) -> int:
+    """Write labels.parquet atomically (a half-written file never replaces a good one); returns the row count."""
+    table = labels_table(stores)
+    if table.num_rows == 0:
+        names = ", ".join(str(s.run_dir) for s in stores)
+        raise LabelingError(f"there are no ratings to export in {names}")
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    partial = out.with_name(f".{out.name}.{os.getpid()}.partial")
+    pq.write_table(table, partial)
+    os.replace(partial, out)
+    return table.num_rows

@@ -1,0 +1,76 @@
+"""Reading a run directory written by `t2i-align generate`: images/ plus samples.parquet."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+from labeling_app.errors import LabelingError
+
+log = logging.getLogger(__name__)
+
+SAMPLE_COLUMNS = ("id", "prompt", "category", "split", "seed", "model", "guidance", "steps", "image_path")
+
+
+@dataclass(frozen=True)
+class Sample:
+    id: str
+    prompt: str
+    category: str
+    split: str
+    seed: int
+    model: str
+    image_path: str  # relative to the run dir
+
+    def image_file(self, run_dir: Path) -> Path:
+        return run_dir / self.image_path
+
+
+def resolve_run_dir(run_dir: str | Path) -> Path:
+    path = Path(run_dir).expanduser().resolve()
+    if not path.is_dir():
+        raise LabelingError(f"run directory {run_dir} does not exist")
+    return path
+
+
+def read_samples(run_dir: Path) -> list[Sample]:
+    """All samples of the run, in file order; refuses a run without any."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    table_path = run_dir / "samples.parquet"
+    if not table_path.is_file():
+        raise LabelingError(f"run directory {run_dir} has no samples.parquet (write it with `t2i-align generate`)")
+    try:
+        table = pq.read_table(table_path)
+    except (pa.ArrowInvalid, OSError) as exc:
+        raise LabelingError(f"{table_path} is not a readable parquet file ({exc})") from None
+    missing = [name for name in SAMPLE_COLUMNS if name not in table.column_names]
+    if missing:
+        raise LabelingError(f"{table_path} lacks the column(s) {', '.join(missing)}")
+    if table.num_rows == 0:
+        raise LabelingError(f"{table_path} holds no samples, so there is nothing to label")
+    rows = table.select(["id", "prompt", "category", "split", "seed", "model", "image_path"]).to_pylist()
+    samples = [Sample(**{**row, "id": str(row["id"]), "seed": int(row["seed"])}) for row in rows]
+    ids = [s.id for s in samples]
+    if len(set(ids)) != len(ids):
+        raise LabelingError(f"{table_path} lists some sample ids more than once")
+    return samples
+
+
+def image_problem(run_dir: Path, sample: Sample) -> str | None:
+    """Why this sample's image cannot be shown, or None when it is a readable image inside the run dir."""
+    from PIL import Image, UnidentifiedImageError
+
+    path = (run_dir / sample.image_path).resolve()
+    if not path.is_relative_to(run_dir):
+        return f"image path {sample.image_path} points outside the run directory"
+    if not path.is_file():
+        return f"image file {sample.image_path} is missing"
+    try:
+        with Image.open(path) as image:
+            image.verify()
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+        return f"image file {sample.image_path} is not a readable image ({exc.__class__.__name__})"
+    return None

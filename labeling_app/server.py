@@ -1,0 +1,54 @@
+"""Serving the rating app for one run dir: login on every route, files only from the run's image folders."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+
+from labeling_app.accounts import Accounts
+from labeling_app.errors import LabelingError
+from labeling_app.store import LabelStore
+
+# Concurrent handlers per event; SQLite serialises the writes, the rest (rendering, reads) runs in parallel.
+HANDLER_CONCURRENCY = 32
+
+
+def serve(store: LabelStore, accounts: Accounts, host: str, port: int, quiet: bool = False) -> None:
+    """Block serving the app until interrupted."""
+    if not accounts.list():
+        raise LabelingError(
+            f"there are no rater accounts in {accounts.path}; add one with `t2i-align raters add NAME --admin`"
+        )
+    os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # no phoning home from a rating server
+    from labeling_app.ui import CSS, KEYBOARD_JS, build_app
+
+    async def login(name: str, password: str) -> bool:
+        # scrypt is slow on purpose; keep it off the event loop that serves everyone else.
+        return await asyncio.to_thread(accounts.verify, name, password)
+
+    app = build_app(store, accounts)
+    app.queue(default_concurrency_limit=HANDLER_CONCURRENCY)
+    app.launch(
+        server_name=host,
+        server_port=port,
+        auth=login,
+        auth_message="t2i-align rating: sign in with the account your admin made for you.",
+        allowed_paths=image_folders(store),
+        blocked_paths=[str(store.path.with_name(store.path.name + suffix)) for suffix in ("", "-wal", "-shm")],
+        enable_monitoring=False,
+        run_history=False,
+        mcp_server=False,
+        ssr_mode=False,
+        show_error=True,
+        quiet=quiet,
+        footer_links=[],
+        css=CSS,
+        head=KEYBOARD_JS,
+    )
+
+
+def image_folders(store: LabelStore) -> list[str]:
+    """The folders holding this run's images (normally just RUN_DIR/images): the only files served from disk."""
+    run_dir = store.run_dir.resolve()
+    folders = {(run_dir / store.sample(sample_id).image_path).resolve().parent for sample_id in store.sample_ids()}
+    return sorted(str(folder) for folder in folders if folder.is_relative_to(run_dir))

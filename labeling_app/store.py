@@ -1,0 +1,346 @@
+"""The label store: one SQLite file (WAL) per run, RUN_DIR/labels.db. Every rating is written here.
+
+Humans (through the Gradio app) and simulated raters use the same calls: `next_sample` leases
+a sample to a rater, `rate` commits a thumbs up / down, `skip` gives a sample back to the pool
+for others, `undo_last` retracts the rater's latest rating. Undone ratings stay in the table
+(marked `undone_at`) so nothing a rater clicked is ever lost.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sqlite3
+import threading
+import time
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+from labeling_app.errors import LabelingError
+from labeling_app.run_dir import Sample, image_problem, read_samples, resolve_run_dir
+
+SCHEMA_VERSION = 1
+REASONS = ("wrong count", "wrong colour", "wrong background", "malformed")
+RATER_KINDS = ("human", "simulated")
+DEFAULT_LEASE_SECONDS = 300.0
+
+log = logging.getLogger(__name__)
+
+_SCHEMA = f"""
+CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE samples (
+    id TEXT PRIMARY KEY,
+    position INTEGER NOT NULL,
+    prompt TEXT NOT NULL,
+    category TEXT NOT NULL,
+    split TEXT NOT NULL,
+    seed INTEGER NOT NULL,
+    model TEXT NOT NULL,
+    image_path TEXT NOT NULL,
+    broken TEXT  -- why the sample cannot be shown, NULL when it can
+);
+CREATE TABLE ratings (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    sample_id TEXT NOT NULL REFERENCES samples(id),
+    rater TEXT NOT NULL,
+    rater_kind TEXT NOT NULL CHECK (rater_kind IN ('human', 'simulated')),
+    label INTEGER NOT NULL CHECK (label IN (0, 1)),
+    reasons TEXT NOT NULL DEFAULT '[]',  -- JSON list of REASONS
+    created_at TEXT NOT NULL,  -- ISO 8601, UTC
+    undone_at TEXT
+);
+CREATE UNIQUE INDEX one_live_rating_per_rater ON ratings (sample_id, rater) WHERE undone_at IS NULL;
+CREATE INDEX ratings_by_rater ON ratings (rater, id);
+CREATE TABLE skips (
+    sample_id TEXT NOT NULL REFERENCES samples(id),
+    rater TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    PRIMARY KEY (sample_id, rater)
+);
+CREATE TABLE leases (
+    sample_id TEXT NOT NULL REFERENCES samples(id),
+    rater TEXT NOT NULL,
+    expires_at REAL NOT NULL,  -- unix seconds
+    PRIMARY KEY (sample_id, rater)
+);
+PRAGMA user_version = {SCHEMA_VERSION};
+"""
+
+# The first sample (in run order) this rater has not rated, skipped or leased, with a free slot:
+# live ratings plus other raters' unexpired leases stay below the overlap.
+_ASSIGN = """
+SELECT s.id FROM samples AS s
+WHERE s.broken IS NULL
+  AND NOT EXISTS (SELECT 1 FROM ratings AS r WHERE r.sample_id = s.id AND r.rater = :rater AND r.undone_at IS NULL)
+  AND NOT EXISTS (SELECT 1 FROM skips AS k WHERE k.sample_id = s.id AND k.rater = :rater)
+  AND NOT EXISTS (SELECT 1 FROM leases AS l WHERE l.sample_id = s.id AND l.rater = :rater)
+  AND (SELECT COUNT(*) FROM ratings AS r WHERE r.sample_id = s.id AND r.undone_at IS NULL)
+    + (SELECT COUNT(*) FROM leases AS l WHERE l.sample_id = s.id) < :overlap
+ORDER BY s.position
+LIMIT 1
+"""
+
+
+class RatingRefused(Exception):
+    """A rating that cannot be stored as asked (already rated, or the sample has enough ratings)."""
+
+
+@dataclass(frozen=True)
+class Rating:
+    id: int
+    sample_id: str
+    rater: str
+    label: int
+    reasons: tuple[str, ...]
+    created_at: str
+
+
+@dataclass(frozen=True)
+class Progress:
+    mine_today: int
+    run_total: int
+    remaining: int
+
+
+def utc_now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="microseconds")
+
+
+class LabelStore:
+    """labels.db of one run dir. Safe to share between threads and processes."""
+
+    def __init__(self, run_dir: Path, overlap: int | None = None, lease_seconds: float = DEFAULT_LEASE_SECONDS):
+        self.run_dir = Path(run_dir)
+        self.path = self.run_dir / "labels.db"
+        self.lease_seconds = lease_seconds
+        self._local = threading.local()
+        self._check_schema_version()
+        with self._write() as db:
+            if db.execute("SELECT COUNT(*) FROM sqlite_master WHERE name = 'meta'").fetchone()[0] == 0:
+                for statement in _SCHEMA.split(";"):
+                    db.execute(statement)
+            if overlap is not None:
+                if overlap < 1:
+                    raise LabelingError(f"overlap must be at least 1, got {overlap}")
+                db.execute("INSERT OR REPLACE INTO meta VALUES ('overlap', ?)", (str(overlap),))
+        row = self._db().execute("SELECT value FROM meta WHERE key = 'overlap'").fetchone()
+        self.overlap = int(row[0]) if row else 1
+
+    # -- connections -------------------------------------------------------------------------
+
+    def _check_schema_version(self) -> None:
+        """Refuse, without writing a byte, a labels.db this code does not understand."""
+        if not self.path.exists():
+            return
+        try:
+            db = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True)
+            try:
+                version = db.execute("PRAGMA user_version").fetchone()[0]
+                tables = db.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()[0]
+            finally:
+                db.close()
+        except sqlite3.DatabaseError:
+            raise LabelingError(f"{self.path} is not an SQLite database; move it aside to start a new one") from None
+        if version != SCHEMA_VERSION and not (version == 0 and tables == 0):
+            raise LabelingError(
+                f"{self.path} has schema version {version} but this t2i-align reads version {SCHEMA_VERSION};"
+                " it was left untouched"
+            )
+
+    def _db(self) -> sqlite3.Connection:
+        db = getattr(self._local, "db", None)
+        if db is None:
+            # isolation_level=None: transactions are explicit (BEGIN IMMEDIATE in _write).
+            db = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=False)
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=FULL")  # a commit is on disk before we acknowledge it
+            db.execute("PRAGMA foreign_keys=ON")
+            self._local.db = db
+        return db
+
+    @contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction; IMMEDIATE takes the write lock up front so checks and writes cannot interleave."""
+        db = self._db()
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            yield db
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        db.execute("COMMIT")
+
+    # -- samples -----------------------------------------------------------------------------
+
+    def sync_samples(self, samples: list[Sample], problems: dict[str, str]) -> None:
+        """Bring the samples table in line with samples.parquet; `problems` maps sample id to why it can't be shown."""
+        listed = {s.id for s in samples}
+        with self._write() as db:
+            for position, s in enumerate(samples):
+                db.execute(
+                    "INSERT INTO samples (id, position, prompt, category, split, seed, model, image_path, broken)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+                    " ON CONFLICT (id) DO UPDATE SET position = excluded.position, prompt = excluded.prompt,"
+                    " category = excluded.category, split = excluded.split, seed = excluded.seed,"
+                    " model = excluded.model, image_path = excluded.image_path, broken = excluded.broken",
+                    (s.id, position, s.prompt, s.category, s.split, s.seed, s.model, s.image_path, problems.get(s.id)),
+                )
+            # Samples gone from samples.parquet keep their rows (and ratings) but are no longer handed out.
+            for (sample_id,) in db.execute("SELECT id FROM samples").fetchall():
+                if sample_id not in listed:
+                    db.execute(
+                        "UPDATE samples SET broken = 'no longer listed in samples.parquet' WHERE id = ?", (sample_id,)
+                    )
+
+    def sample(self, sample_id: str) -> Sample:
+        row = self._db().execute(
+            "SELECT id, prompt, category, split, seed, model, image_path FROM samples WHERE id = ?", (sample_id,)
+        ).fetchone()
+        if row is None:
+            raise LabelingError(f"there is no sample {sample_id!r} in {self.path}")
+        return Sample(*row)
+
+    # -- the rating loop ---------------------------------------------------------------------
+
+    def next_sample(self, rater: str) -> str | None:
+        """Lease the next sample for `rater`, or None when nothing is left for them."""
+        now = time.time()
+        with self._write() as db:
+            db.execute("DELETE FROM leases WHERE expires_at <= ?", (now,))
+            row = db.execute(_ASSIGN, {"rater": rater, "overlap": self.overlap}).fetchone()
+            if row is None:
+                return None
+            db.execute("INSERT INTO leases VALUES (?, ?, ?)", (row[0], rater, now + self.lease_seconds))
+            return row[0]
+
+    def release(self, rater: str, sample_ids: Iterable[str | None] = ()) -> None:
+        """Give leased samples back to the pool (all of the rater's leases when none are named)."""
+        with self._write() as db:
+            ids = [i for i in sample_ids if i is not None]
+            if not ids:
+                db.execute("DELETE FROM leases WHERE rater = ?", (rater,))
+            for sample_id in ids:
+                db.execute("DELETE FROM leases WHERE rater = ? AND sample_id = ?", (rater, sample_id))
+
+    def rate(
+        self, rater: str, sample_id: str, label: int, reasons: Iterable[str] = (), kind: str = "human"
+    ) -> Rating:
+        """Commit one rating; when this returns, the rating is on disk."""
+        reasons = tuple(reasons)
+        if label not in (0, 1):
+            raise LabelingError(f"a label is 1 (thumbs up) or 0 (thumbs down), got {label!r}")
+        unknown = [r for r in reasons if r not in REASONS]
+        if unknown:
+            raise LabelingError(f"unknown reason tag {unknown[0]!r}; known tags are {', '.join(REASONS)}")
+        if reasons and label == 1:
+            raise LabelingError("reason tags explain a thumbs down, not a thumbs up")
+        if kind not in RATER_KINDS:
+            raise LabelingError(f"rater kind must be one of {', '.join(RATER_KINDS)}, got {kind!r}")
+        created = utc_now()
+        with self._write() as db:
+            sample = db.execute("SELECT broken FROM samples WHERE id = ?", (sample_id,)).fetchone()
+            if sample is None:
+                raise LabelingError(f"there is no sample {sample_id!r} in {self.path}")
+            if sample[0] is not None:
+                raise RatingRefused(f"sample {sample_id} cannot be rated: {sample[0]}")
+            mine = db.execute(
+                "SELECT 1 FROM ratings WHERE sample_id = ? AND rater = ? AND undone_at IS NULL", (sample_id, rater)
+            ).fetchone()
+            if mine:
+                raise RatingRefused(f"you have already rated sample {sample_id}")
+            (count,) = db.execute(
+                "SELECT COUNT(*) FROM ratings WHERE sample_id = ? AND undone_at IS NULL", (sample_id,)
+            ).fetchone()
+            if count >= self.overlap:
+                raise RatingRefused(f"sample {sample_id} already has the {self.overlap} rating(s) it needs")
+            cursor = db.execute(
+                "INSERT INTO ratings (sample_id, rater, rater_kind, label, reasons, created_at)"
+                " VALUES (?, ?, ?, ?, ?, ?)",
+                (sample_id, rater, kind, label, json.dumps(list(reasons)), created),
+            )
+            db.execute("DELETE FROM leases WHERE sample_id = ? AND rater = ?", (sample_id, rater))
+        return Rating(cursor.lastrowid, sample_id, rater, label, reasons, created)
+
+    def skip(self, rater: str, sample_id: str) -> None:
+        """The rater will not see this sample again; its slot goes back to the pool for others."""
+        with self._write() as db:
+            db.execute("INSERT OR IGNORE INTO skips VALUES (?, ?, ?)", (sample_id, rater, utc_now()))
+            db.execute("DELETE FROM leases WHERE sample_id = ? AND rater = ?", (sample_id, rater))
+
+    def undo_last(self, rater: str) -> Rating | None:
+        """Retract the rater's latest live rating and lease its sample back to them to rate again."""
+        with self._write() as db:
+            row = db.execute(
+                "SELECT id, sample_id, label, reasons, created_at FROM ratings"
+                " WHERE rater = ? AND undone_at IS NULL ORDER BY id DESC LIMIT 1",
+                (rater,),
+            ).fetchone()
+            if row is None:
+                return None
+            rating_id, sample_id, label, reasons, created = row
+            db.execute("UPDATE ratings SET undone_at = ? WHERE id = ?", (utc_now(), rating_id))
+            db.execute(
+                "INSERT OR REPLACE INTO leases VALUES (?, ?, ?)", (sample_id, rater, time.time() + self.lease_seconds)
+            )
+        return Rating(rating_id, sample_id, rater, label, tuple(json.loads(reasons)), created)
+
+    # -- reading -----------------------------------------------------------------------------
+
+    def progress(self, rater: str) -> Progress:
+        midnight = datetime.now().astimezone().replace(hour=0, minute=0, second=0, microsecond=0)
+        since = midnight.astimezone(timezone.utc).isoformat(timespec="microseconds")
+        db = self._db()
+        (mine,) = db.execute(
+            "SELECT COUNT(*) FROM ratings WHERE rater = ? AND undone_at IS NULL AND created_at >= ?", (rater, since)
+        ).fetchone()
+        (total,) = db.execute("SELECT COUNT(*) FROM ratings WHERE undone_at IS NULL").fetchone()
+        (remaining,) = db.execute(
+            "SELECT COALESCE(SUM(MAX(0, ? - COALESCE(n, 0))), 0) FROM samples"
+            " LEFT JOIN (SELECT sample_id, COUNT(*) AS n FROM ratings WHERE undone_at IS NULL GROUP BY sample_id)"
+            " ON sample_id = id WHERE broken IS NULL",
+            (self.overlap,),
+        ).fetchone()
+        return Progress(mine, total, remaining)
+
+    def live_ratings(self) -> list[dict]:
+        """Every rating not undone, joined with its sample, oldest first."""
+        cursor = self._db().execute(
+            "SELECT r.id AS rating_id, r.sample_id, s.prompt, s.category, s.split, s.image_path, s.model, s.seed,"
+            " r.rater, r.rater_kind, r.label, r.reasons, r.created_at"
+            " FROM ratings AS r JOIN samples AS s ON s.id = r.sample_id"
+            " WHERE r.undone_at IS NULL ORDER BY r.id"
+        )
+        names = [d[0] for d in cursor.description]
+        rows = [dict(zip(names, row)) for row in cursor.fetchall()]
+        for row in rows:
+            row["reasons"] = json.loads(row["reasons"])
+        return rows
+
+    def sample_ids(self) -> list[str]:
+        """The samples that can be shown, in run order."""
+        return [i for (i,) in self._db().execute("SELECT id FROM samples WHERE broken IS NULL ORDER BY position")]
+
+    def broken_samples(self) -> dict[str, str]:
+        return dict(self._db().execute("SELECT id, broken FROM samples WHERE broken IS NOT NULL").fetchall())
+
+
+def open_run_store(
+    run_dir: str | Path, overlap: int | None = None, lease_seconds: float = DEFAULT_LEASE_SECONDS
+) -> LabelStore:
+    """Check the run dir, open (or create) its labels.db and register its samples; unreadable images are logged and left out."""
+    path = resolve_run_dir(run_dir)
+    samples = read_samples(path)
+    store = LabelStore(path, overlap=overlap, lease_seconds=lease_seconds)
+    problems = {}
+    for sample in samples:
+        problem = image_problem(path, sample)
+        if problem:
+            log.warning("sample %s is left out: %s", sample.id, problem)
+            problems[sample.id] = problem
+    store.sync_samples(samples, problems)
+    if len(problems) == len(samples):
+        raise LabelingError(f"none of the {len(samples)} images in {path} can be read, so there is nothing to label")
+    return store

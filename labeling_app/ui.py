@@ -1,0 +1,188 @@
+"""The Gradio Blocks app: the rating screen for raters and the admin tab.
+
+Each browser session holds the sample on screen and the one after it (already leased and
+preloaded by the browser), so a click commits one rating and swaps in an image that is
+already there. A rating is shown as saved only after `LabelStore.rate` has committed it.
+"""
+
+from __future__ import annotations
+
+import html
+import tempfile
+import urllib.parse
+from pathlib import Path
+
+import gradio as gr
+
+from labeling_app.accounts import Accounts
+from labeling_app.export import write_labels
+from labeling_app.stats import summary_markdown
+from labeling_app.store import REASONS, LabelStore, RatingRefused
+
+INSTRUCTIONS = """\
+**Does the image match the prompt?** Judge only what the prompt says: the **number** of
+objects, their **colour** and **shape**, and the **background**. Thumbs up when all of it is
+right; thumbs down when anything is wrong (tick why, if you like). Skip when you cannot tell.
+
+Keys: **Y** thumbs up · **N** thumbs down · **S** skip · **U** undo your last rating ·
+**1–4** tick a reason, before pressing N.
+"""
+
+CSS = """
+#prompt .prompt { font-size: 2.4rem; font-weight: 600; text-align: center; margin: 0.5rem 0; }
+#image .frame { display: flex; justify-content: center; }
+#image img.sample { width: min(512px, 90vw); height: auto; image-rendering: pixelated; }
+#image img.prefetch { position: absolute; width: 1px; height: 1px; opacity: 0; pointer-events: none; }
+#status .ack { color: #15803d; font-weight: 600; }
+#status .refused { color: #b91c1c; font-weight: 600; }
+"""
+
+# Shortcuts click the on-screen buttons, so keyboard and mouse take the same path.
+KEYBOARD_JS = """
+<script>
+document.addEventListener("keydown", (event) => {
+  if (event.ctrlKey || event.metaKey || event.altKey || event.repeat) return;
+  if (event.target.closest && event.target.closest("input[type=text], input[type=password], textarea")) return;
+  const buttons = {y: "thumbs-up", n: "thumbs-down", s: "skip", u: "undo"};
+  const key = event.key.toLowerCase();
+  if (buttons[key]) {
+    const button = document.getElementById(buttons[key]);
+    if (button) { event.preventDefault(); button.click(); }
+  } else if ("1234".includes(key) && key.length === 1) {
+    const boxes = document.querySelectorAll("#reasons input[type=checkbox]");
+    const box = boxes[Number(key) - 1];
+    if (box) { event.preventDefault(); box.click(); }
+  }
+});
+</script>
+"""
+
+
+def image_url(path: Path) -> str:
+    """Relative URL of a run-dir file on Gradio's login-protected file route."""
+    return "gradio_api/file=" + urllib.parse.quote(str(path))
+
+
+def build_app(store: LabelStore, accounts: Accounts) -> gr.Blocks:
+    def render(session: dict) -> tuple[str, str]:
+        current, upcoming = session["current"], session["next"]
+        if current is None:
+            return '<div class="prompt">All done — nothing left for you to rate in this run.</div>', ""
+        sample = store.sample(current)
+        alt = html.escape(sample.prompt, quote=True)
+        image = (
+            f'<div class="frame"><img class="sample" data-sample-id="{sample.id}" '
+            f'src="{image_url(store.run_dir / sample.image_path)}" alt="{alt}"></div>'
+        )
+        if upcoming is not None:
+            image += f'<img class="prefetch" src="{image_url(store.run_dir / store.sample(upcoming).image_path)}" alt="">'
+        return f'<div class="prompt">{html.escape(sample.prompt)}</div>', image
+
+    def progress_html(rater: str) -> str:
+        p = store.progress(rater)
+        return (
+            f"<div>You today: <b>{p.mine_today}</b> · run total: <b>{p.run_total}</b> ratings"
+            f" · still needed: <b>{p.remaining}</b></div>"
+        )
+
+    def advance(rater: str, session: dict) -> dict:
+        current = session["next"] or store.next_sample(rater)
+        return {"current": current, "next": store.next_sample(rater) if current else None}
+
+    def screen(rater: str, session: dict, status: str, receipt: dict) -> tuple:
+        prompt, image = render(session)
+        return session, prompt, image, [], status, progress_html(rater), receipt
+
+    def start(request: gr.Request):
+        rater = request.username
+        store.release(rater)  # a fresh page takes over the rater's earlier leases
+        session = advance(rater, {"current": None, "next": None})
+        return (*screen(rater, session, "", {"outcome": "started"}), gr.update(visible=accounts.is_admin(rater)))
+
+    def rate(label: int, session: dict | None, reasons: list[str], request: gr.Request) -> tuple:
+        rater = request.username
+        if not session or session["current"] is None:
+            session = advance(rater, session or {"current": None, "next": None})
+            return screen(rater, session, "", {"outcome": "nothing to rate"})
+        sample_id = session["current"]
+        try:
+            rating = store.rate(rater, sample_id, label, reasons if label == 0 else [], kind="human")
+        except RatingRefused as exc:
+            status = f'<span class="refused">Not saved: {html.escape(str(exc))}.</span>'
+            receipt = {"outcome": "refused", "sample_id": sample_id}
+        else:
+            thumb = "👍" if label else "👎"
+            why = f" ({', '.join(rating.reasons)})" if rating.reasons else ""
+            status = f'<span class="ack" data-rating-id="{rating.id}">Saved {thumb}{why} · rating #{rating.id}</span>'
+            receipt = {"outcome": "saved", "rating_id": rating.id, "sample_id": sample_id, "label": label}
+        return screen(rater, advance(rater, session), status, receipt)
+
+    def thumbs_up(session, request: gr.Request):
+        return rate(1, session, [], request)
+
+    def thumbs_down(session, reasons, request: gr.Request):
+        return rate(0, session, reasons or [], request)
+
+    def skip(session, request: gr.Request):
+        rater = request.username
+        if session and session["current"]:
+            store.skip(rater, session["current"])
+            return screen(rater, advance(rater, session), "Skipped.", {"outcome": "skipped"})
+        return screen(rater, advance(rater, session or {"current": None, "next": None}), "", {"outcome": "nothing to rate"})
+
+    def undo(session, request: gr.Request):
+        rater = request.username
+        undone = store.undo_last(rater)
+        session = session or {"current": None, "next": None}
+        if undone is None:
+            return screen(rater, session, "Nothing to undo.", {"outcome": "nothing to undo"})
+        # The undone sample comes back on screen; the one that was showing becomes the preloaded next.
+        store.release(rater, [session["next"]])
+        session = {"current": undone.sample_id, "next": session["current"]}
+        status = f"Undid rating #{undone.id}; rate this image again."
+        return screen(rater, session, status, {"outcome": "undone", "rating_id": undone.id, "sample_id": undone.sample_id})
+
+    def require_admin(request: gr.Request) -> None:
+        if not accounts.is_admin(request.username):
+            raise gr.Error("Only admins can see statistics and export labels.")
+
+    def admin_summary(request: gr.Request) -> str:
+        require_admin(request)
+        return summary_markdown(store)
+
+    def admin_export(request: gr.Request) -> str:
+        require_admin(request)
+        out = Path(tempfile.mkdtemp(prefix="t2i-align-export-")) / "labels.parquet"
+        write_labels([store], out)
+        return str(out)
+
+    with gr.Blocks(title="t2i-align · rate images", analytics_enabled=False) as app:
+        session = gr.State(None)
+        with gr.Tab("Rate"):
+            gr.Markdown(INSTRUCTIONS)
+            prompt = gr.HTML(elem_id="prompt", js_on_load=None)
+            image = gr.HTML(elem_id="image", js_on_load=None)
+            with gr.Row():
+                up = gr.Button("👍 Matches  [Y]", elem_id="thumbs-up", variant="primary")
+                down = gr.Button("👎 Does not match  [N]", elem_id="thumbs-down", variant="stop")
+                skip_button = gr.Button("Skip  [S]", elem_id="skip")
+                undo_button = gr.Button("Undo last  [U]", elem_id="undo")
+            reasons = gr.CheckboxGroup(list(REASONS), label="Why not? (optional; keys 1–4, then N)", elem_id="reasons")
+            status = gr.HTML(elem_id="status", js_on_load=None)
+            progress = gr.HTML(elem_id="progress", js_on_load=None)
+            receipt = gr.JSON(visible=False)
+        with gr.Tab("Admin", visible=False) as admin_tab:
+            refresh = gr.Button("Refresh statistics")
+            summary = gr.Markdown()
+            export_button = gr.Button("Export labels.parquet")
+            export_file = gr.File(label="labels.parquet")
+
+        outputs = [session, prompt, image, reasons, status, progress, receipt]
+        app.load(start, None, [*outputs, admin_tab], api_name="start")
+        up.click(thumbs_up, [session], outputs, api_name="thumbs_up")
+        down.click(thumbs_down, [session, reasons], outputs, api_name="thumbs_down")
+        skip_button.click(skip, [session], outputs, api_name="skip")
+        undo_button.click(undo, [session], outputs, api_name="undo")
+        refresh.click(admin_summary, None, summary, api_name="admin_summary")
+        export_button.click(admin_export, None, export_file, api_name="admin_export")
+    return app

@@ -1,0 +1,120 @@
+"""Shared fixtures of the labeling tests (names start with `labeling_` so other suites can add theirs)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from PIL import Image, ImageDraw
+
+ALIGN_CLI = [sys.executable, "-m", "align.cli"]
+ADMIN, ADMIN_PASSWORD = "ada", "admin-password-1"
+RATER_PASSWORD = "rater-password-1"
+COLOURS = {"red": (220, 30, 30), "blue": (30, 70, 230), "green": (30, 170, 50)}
+
+
+def make_run_dir(root: Path, n: int, name: str = "run") -> Path:
+    """A run dir as `t2i-align generate` writes it: images/<id>.png (64x64) and samples.parquet."""
+    run = root / name
+    (run / "images").mkdir(parents=True)
+    rows = []
+    for i in range(n):
+        sample_id = f"{i:06d}"
+        colour = list(COLOURS)[i % len(COLOURS)]
+        image = Image.new("RGB", (64, 64), (255, 255, 255))
+        ImageDraw.Draw(image).rectangle([16, 16, 40, 40], fill=COLOURS[colour])
+        image.save(run / "images" / f"{sample_id}.png")
+        rows.append(
+            {
+                "id": sample_id,
+                "prompt": f"a {colour} square",
+                "category": ["count", "color", "background", "combination"][i % 4],
+                "split": "train" if i % 5 else "heldout",
+                "seed": i,
+                "model": "tiny-sd",
+                "guidance": 7.5,
+                "steps": 20,
+                "image_path": f"images/{sample_id}.png",
+            }
+        )
+    frame = pd.DataFrame(rows).astype({"seed": "int64", "steps": "int64", "guidance": "float64"})
+    frame.to_parquet(run / "samples.parquet", index=False)
+    (run / "config.yaml").write_text("model: tiny-sd\n")
+    return run
+
+
+def add_rater(accounts: Path, name: str, password: str = RATER_PASSWORD, admin: bool = False) -> None:
+    command = [*ALIGN_CLI, "raters", "--accounts", str(accounts), "add", name, "--password-stdin"]
+    subprocess.run(command + (["--admin"] if admin else []), input=password + "\n", text=True, check=True,
+                   capture_output=True)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class LabelServer:
+    """`t2i-align label` in a subprocess: start, wait until it answers, kill."""
+
+    def __init__(self, run: Path, accounts: Path, log: Path, overlap: int = 1, lease_seconds: float = 300):
+        self.run, self.accounts, self.log = run, accounts, log
+        self.overlap, self.lease_seconds = overlap, lease_seconds
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.process: subprocess.Popen | None = None
+
+    def start(self, timeout: float = 120) -> LabelServer:
+        import httpx
+
+        command = [*ALIGN_CLI, "label", str(self.run), "--port", str(self.port), "--accounts", str(self.accounts),
+                   "--overlap", str(self.overlap), "--lease-seconds", str(self.lease_seconds)]
+        env = {**os.environ, "GRADIO_ANALYTICS_ENABLED": "False", "PYTHONUNBUFFERED": "1"}
+        self.process = subprocess.Popen(command, stdout=self.log.open("a"), stderr=subprocess.STDOUT, env=env)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"label server exited with {self.process.returncode}:\n{self.log.read_text()}")
+            try:
+                if httpx.get(self.url + "/gradio_api/startup-events", timeout=2).status_code == 200:
+                    return self
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.25)
+        self.stop()
+        raise RuntimeError(f"label server did not answer within {timeout} s:\n{self.log.read_text()}")
+
+    def kill(self) -> None:
+        """SIGKILL: no shutdown handlers, no flushing, as in a crash."""
+        if self.process and self.process.poll() is None:
+            self.process.send_signal(signal.SIGKILL)
+            self.process.wait()
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+
+@pytest.fixture
+def labeling_run(tmp_path: Path) -> Path:
+    return make_run_dir(tmp_path, 12)
+
+
+@pytest.fixture
+def labeling_accounts(tmp_path: Path) -> Path:
+    accounts = tmp_path / "raters.db"
+    add_rater(accounts, ADMIN, ADMIN_PASSWORD, admin=True)
+    add_rater(accounts, "bob")
+    return accounts

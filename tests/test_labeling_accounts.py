@@ -1,0 +1,61 @@
+"""`t2i-align raters`: accounts with slow salted hashes, never a plaintext password on disk."""
+
+from __future__ import annotations
+
+import io
+
+from align.cli import main
+from labeling_app.accounts import Accounts
+from labeling_app.passwords import hash_password, verify_password
+
+
+def raters(monkeypatch, capsys, accounts, *argv: str, stdin: str = "") -> tuple[int, str, str]:
+    monkeypatch.setattr("sys.stdin", io.StringIO(stdin))
+    code = main(["raters", "--accounts", str(accounts), *argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_add_list_set_admin_remove(tmp_path, monkeypatch, capsys):
+    accounts = tmp_path / "raters.db"
+    assert raters(monkeypatch, capsys, accounts, "add", "ann", "--password-stdin", stdin="correct horse\n")[0] == 0
+    assert raters(monkeypatch, capsys, accounts, "add", "boss", "--admin", "--password-stdin", stdin="battery staple\n")[0] == 0
+    code, out, _ = raters(monkeypatch, capsys, accounts, "list")
+    assert [line.split("\t")[:2] for line in out.splitlines()] == [["ann", "rater"], ["boss", "admin"]]
+    assert raters(monkeypatch, capsys, accounts, "set-admin", "ann")[0] == 0
+    assert raters(monkeypatch, capsys, accounts, "set-admin", "boss", "--off")[0] == 0
+    store = Accounts(accounts)
+    assert store.is_admin("ann") and not store.is_admin("boss")
+    assert store.verify("ann", "correct horse") and not store.verify("ann", "battery staple")
+    assert raters(monkeypatch, capsys, accounts, "remove", "ann")[0] == 0
+    assert not store.verify("ann", "correct horse")
+    assert [r.name for r in store.list()] == ["boss"]
+
+
+def test_passwords_are_stored_only_as_salted_scrypt_hashes(tmp_path, monkeypatch, capsys):
+    accounts = tmp_path / "raters.db"
+    raters(monkeypatch, capsys, accounts, "add", "ann", "--password-stdin", stdin="same password\n")
+    raters(monkeypatch, capsys, accounts, "add", "bea", "--password-stdin", stdin="same password\n")
+    on_disk = b"".join(p.read_bytes() for p in tmp_path.iterdir())
+    assert b"same password" not in on_disk
+    first, second = hash_password("same password"), hash_password("same password")
+    assert first != second and first.startswith("scrypt$16384$")  # salted, and costly
+    assert verify_password("same password", first) and not verify_password("Same password", first)
+
+
+def test_bad_account_requests_end_in_one_sentence_and_exit_2(tmp_path, monkeypatch, capsys):
+    accounts = tmp_path / "raters.db"
+    raters(monkeypatch, capsys, accounts, "add", "ann", "--password-stdin", stdin="long enough\n")
+    cases = [
+        (("add", "ann", "--password-stdin"), "long enough 2\n", "already exists"),
+        (("add", "cid", "--password-stdin"), "short\n", "at least 8"),
+        (("add", "../evil", "--password-stdin"), "long enough\n", "must be 1-64"),
+        (("remove", "nobody"), "", "no rater named nobody"),
+        (("set-admin", "nobody"), "", "no rater named nobody"),
+        (("add", "dee"), "", "--password-stdin"),  # no terminal to prompt on
+    ]
+    for argv, stdin, message in cases:
+        code, _, err = raters(monkeypatch, capsys, accounts, *argv, stdin=stdin)
+        assert code == 2, argv
+        assert message in err and err.count("\n") == 1, err
+    assert Accounts(accounts).verify("ann", "long enough")
