@@ -195,6 +195,11 @@ class LabelStore:
                         "UPDATE samples SET broken = 'no longer listed in samples.parquet' WHERE id = ?", (sample_id,)
                     )
 
+    def mark_broken(self, sample_id: str, problem: str) -> None:
+        with self._write() as db:
+            db.execute("UPDATE samples SET broken = ? WHERE id = ?", (problem, sample_id))
+            db.execute("DELETE FROM leases WHERE sample_id = ?", (sample_id,))
+
     def sample(self, sample_id: str) -> Sample:
         row = self._db().execute(
             "SELECT id, prompt, category, split, seed, model, image_path FROM samples WHERE id = ?", (sample_id,)

@@ -8,6 +8,7 @@ already there. A rating is shown as saved only after `LabelStore.rate` has commi
 from __future__ import annotations
 
 import html
+import logging
 import tempfile
 import urllib.parse
 from pathlib import Path
@@ -16,8 +17,11 @@ import gradio as gr
 
 from labeling_app.accounts import Accounts
 from labeling_app.export import write_labels
+from labeling_app.run_dir import image_problem
 from labeling_app.stats import summary_markdown
 from labeling_app.store import REASONS, LabelStore, RatingRefused
+
+log = logging.getLogger(__name__)
 
 INSTRUCTIONS = """\
 **Does the image match the prompt?** Judge only what the prompt says: the **number** of
@@ -85,12 +89,24 @@ def build_app(store: LabelStore, accounts: Accounts) -> gr.Blocks:
             f" · still needed: <b>{p.remaining}</b></div>"
         )
 
+    def lease_showable(rater: str) -> str | None:
+        # An image can go bad while the app runs; leave that sample out, log it, and keep serving.
+        while (sample_id := store.next_sample(rater)) is not None:
+            problem = image_problem(store.run_dir, store.sample(sample_id))
+            if problem is None:
+                return sample_id
+            log.warning("sample %s is left out: %s", sample_id, problem)
+            store.mark_broken(sample_id, problem)
+        return None
+
     def advance(rater: str, session: dict) -> dict:
-        current = session["next"] or store.next_sample(rater)
-        return {"current": current, "next": store.next_sample(rater) if current else None}
+        current = session["next"] or lease_showable(rater)
+        return {"current": current, "next": lease_showable(rater) if current else None}
 
     def screen(rater: str, session: dict, status: str, receipt: dict) -> tuple:
+        """All outputs of an event; `receipt` tells API clients what happened and what is now shown."""
         prompt, image = render(session)
+        receipt = {**receipt, "showing": session["current"]}
         return session, prompt, image, [], status, progress_html(rater), receipt
 
     def start(request: gr.Request):

@@ -21,20 +21,27 @@ COLOURS = {"red": (220, 30, 30), "blue": (30, 70, 230), "green": (30, 170, 50)}
 
 
 def make_run_dir(root: Path, n: int, name: str = "run") -> Path:
-    """A run dir as `t2i-align generate` writes it: images/<id>.png (64x64) and samples.parquet."""
-    run = root / name
-    (run / "images").mkdir(parents=True)
-    rows = []
+    """A run dir of `n` coloured squares on white, each with its matching prompt."""
+    items = []
     for i in range(n):
-        sample_id = f"{i:06d}"
         colour = list(COLOURS)[i % len(COLOURS)]
         image = Image.new("RGB", (64, 64), (255, 255, 255))
         ImageDraw.Draw(image).rectangle([16, 16, 40, 40], fill=COLOURS[colour])
+        items.append((f"a {colour} square", image))
+    return write_run_dir(root / name, items)
+
+
+def write_run_dir(run: Path, items: list[tuple[str, Image.Image]]) -> Path:
+    """A run dir as `t2i-align generate` writes it: images/<id>.png and samples.parquet, one row per item."""
+    (run / "images").mkdir(parents=True)
+    rows = []
+    for i, (prompt, image) in enumerate(items):
+        sample_id = f"{i:06d}"
         image.save(run / "images" / f"{sample_id}.png")
         rows.append(
             {
                 "id": sample_id,
-                "prompt": f"a {colour} square",
+                "prompt": prompt,
                 "category": ["count", "color", "background", "combination"][i % 4],
                 "split": "train" if i % 5 else "heldout",
                 "seed": i,

@@ -28,6 +28,7 @@ def run(args: argparse.Namespace) -> int:
     from labeling_app.store import open_run_store
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # Gradio's own start-up probes
     store = open_run_store(args.run_dir, overlap=args.overlap, lease_seconds=args.lease_seconds)
     accounts = Accounts(args.accounts or default_accounts_path())
     left_out = len(store.broken_samples())

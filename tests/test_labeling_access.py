@@ -1,0 +1,66 @@
+"""Who may do what over HTTP: login on every route, raters touch only their own ratings, only admins export."""
+
+from __future__ import annotations
+
+import httpx
+import pandas as pd
+import pytest
+from conftest import ADMIN, ADMIN_PASSWORD, RATER_PASSWORD, LabelServer, add_rater, make_run_dir
+from gradio_client.exceptions import AppError
+
+from labeling_app.http_client import RatingClient
+
+
+@pytest.fixture(scope="module")
+def labeling_access_server(tmp_path_factory):
+    root = tmp_path_factory.mktemp("access")
+    run = make_run_dir(root, 8)
+    accounts = root / "raters.db"
+    add_rater(accounts, ADMIN, ADMIN_PASSWORD, admin=True)
+    add_rater(accounts, "bob")
+    server = LabelServer(run, accounts, root / "server.log", overlap=2).start()
+    yield server
+    server.stop()
+
+
+def test_every_app_route_wants_a_login(labeling_access_server):
+    url = labeling_access_server.url
+    image = labeling_access_server.run / "images" / "000000.png"
+    with httpx.Client(base_url=url) as anonymous:
+        for path in ("/config", "/gradio_api/info", f"/gradio_api/file={image}", "/gradio_api/queue/data"):
+            assert anonymous.get(path).status_code in (401, 403), path
+        for path in ("/gradio_api/queue/join", "/gradio_api/run/thumbs_up", "/gradio_api/call/thumbs_up"):
+            assert anonymous.post(path, json={"data": [], "fn_index": 1}).status_code in (401, 403), path
+        assert anonymous.post("/login", data={"username": "bob", "password": "wrong"}).status_code == 400
+        assert anonymous.post("/login", data={"username": "bob", "password": RATER_PASSWORD}).status_code == 200
+        assert anonymous.get(f"/gradio_api/file={image}").status_code == 200  # now logged in
+
+
+def test_raters_change_only_their_own_ratings_and_only_admins_export(labeling_access_server):
+    server = labeling_access_server
+    admin = RatingClient(server.url, ADMIN, ADMIN_PASSWORD)
+    bob = RatingClient(server.url, "bob", RATER_PASSWORD)
+    admin.start()
+    first = admin.thumbs_up()
+    assert first["outcome"] == "saved"
+
+    bob.start()
+    assert bob.undo()["outcome"] == "nothing to undo"  # ada's rating is not bob's to take back
+    mine = bob.thumbs_down(["wrong count"])
+    assert mine["outcome"] == "saved"
+
+    with pytest.raises(AppError, match="Only admins"):
+        bob.admin_export()
+    with pytest.raises(AppError, match="Only admins"):
+        bob.admin_summary()
+
+    summary = admin.admin_summary()
+    assert "| ada | human | 1 | 100.0% |" in summary and "| bob | human | 1 | 0.0% |" in summary
+    assert "Pairwise" in summary or "pairwise" in summary
+    exported = admin.admin_export()
+    with httpx.Client() as anonymous:
+        assert anonymous.get(exported["url"]).status_code in (401, 403)
+    frame = pd.read_parquet(exported["path"])
+    assert sorted(zip(frame["rater"], frame["label"])) == [("ada", 1), ("bob", 0)]
+    admin.close()
+    bob.close()
