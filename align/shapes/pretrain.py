@@ -1,0 +1,241 @@
+"""Deterministic pretraining of the shipped tiny models on renders of training prompts.
+
+    python -m align.shapes.pretrain --out align/shapes/weights        # all stages, ~45 min on 2 cores
+    python -m align.shapes.pretrain --out DIR --stages unet           # redo one stage
+
+Stages, each on fresh renders of training-split prompts only (held-out combinations are
+never shown, in captions or pixels):
+  clip   contrastive tiny CLIP (open_clip), saved as an open_clip `local-dir:` model;
+  vae    AutoencoderKL, 64x64 images to 16x16x4 latents, with its latent scaling factor;
+  unet   UNet2DConditionModel on the frozen, converted CLIP text tower, epsilon prediction
+         with min-SNR weighting, 10% empty captions for classifier-free guidance, EMA;
+then the Stable Diffusion pipeline directory is assembled with a CLIPTokenizer built from
+open_clip's BPE file and a DDIM scheduler. Seeds fix every random draw; with the same torch
+version and thread count the weights are the same bit for bit.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import open_clip
+import torch
+import torch.nn.functional as F
+from diffusers import AutoencoderKL, StableDiffusionPipeline, UNet2DConditionModel
+from diffusers.training_utils import EMAModel
+from safetensors.torch import save_file
+from tqdm import tqdm
+from transformers import CLIPTextModel, CLIPTokenizer
+
+from align.shapes.prompts import PromptSpec, all_specs, scene_for
+from align.shapes.tiny_models import (
+    TINY_CLIP_CONFIG,
+    TINY_CLIP_PREPROCESS,
+    sampling_scheduler,
+    text_encoder_from_open_clip,
+    tiny_unet,
+    tiny_vae,
+    training_scheduler,
+    write_clip_tokenizer,
+)
+from align.shapes.world import render
+
+SEED = 0
+THREADS = 2
+CLIP_BATCH, CLIP_LR = 128, 1e-3
+VAE_BATCH, VAE_LR = 32, 1e-3
+UNET_BATCH, UNET_LR = 32, 5e-4
+EMPTY_CAPTION_RATE = 0.1
+MIN_SNR_GAMMA = 5.0
+
+
+@dataclass(frozen=True)
+class Steps:
+    clip: int = 1000
+    vae: int = 1200
+    unet: int = 4000
+
+
+QUICK = Steps(clip=3, vae=3, unet=3)  # for tests of the command itself
+
+
+def training_specs() -> list[PromptSpec]:
+    return [spec for spec in all_specs() if not spec.heldout]
+
+
+def render_batch(specs: list[PromptSpec], rng: random.Random, size: int) -> tuple[torch.Tensor, list[PromptSpec]]:
+    """`size` random training scenes as a [-1, 1] image tensor, with the spec each one shows."""
+    chosen = [rng.choice(specs) for _ in range(size)]
+    pixels = np.stack([np.asarray(render(scene_for(spec, rng))) for spec in chosen])
+    images = torch.from_numpy(pixels).permute(0, 3, 1, 2).float() / 127.5 - 1.0
+    return images, chosen
+
+
+def train_clip(out: Path, steps: int) -> open_clip.CLIP:
+    torch.manual_seed(SEED)
+    rng = random.Random(SEED)
+    specs = training_specs()
+    model = open_clip.CLIP(**TINY_CLIP_CONFIG)
+    tokenizer = open_clip.get_tokenizer("ViT-B-32")  # the real CLIP BPE, 77 tokens
+    tokens = {spec: ids for spec, ids in zip(specs, tokenizer([s.text for s in specs]))}
+    mean = torch.tensor(TINY_CLIP_PREPROCESS["mean"]).view(1, 3, 1, 1)
+    std = torch.tensor(TINY_CLIP_PREPROCESS["std"]).view(1, 3, 1, 1)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=CLIP_LR, weight_decay=0.1)
+    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, CLIP_LR, total_steps=steps, pct_start=0.05)
+    model.train()
+    for _ in tqdm(range(steps), desc="tiny CLIP"):
+        images, chosen = render_batch(specs, rng, CLIP_BATCH)
+        images = ((images + 1) / 2 - mean) / std
+        text = torch.stack([tokens[spec] for spec in chosen])
+        image_features = model.encode_image(images, normalize=True)
+        text_features = model.encode_text(text, normalize=True)
+        logits = model.logit_scale.exp() * image_features @ text_features.T
+        # Scenes with the same caption are positives of each other, not negatives.
+        same = torch.tensor([[a == b for b in chosen] for a in chosen], dtype=torch.float32)
+        targets = same / same.sum(dim=1, keepdim=True)
+        loss = (F.cross_entropy(logits, targets) + F.cross_entropy(logits.T, targets)) / 2
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        schedule.step()
+        with torch.no_grad():
+            model.logit_scale.clamp_(0, np.log(100))
+    model.eval()
+    clip_dir = out / "tiny-clip"
+    clip_dir.mkdir(parents=True, exist_ok=True)
+    config = {"model_cfg": TINY_CLIP_CONFIG, "preprocess_cfg": {"size": 64, **TINY_CLIP_PREPROCESS}}
+    (clip_dir / "open_clip_config.json").write_text(json.dumps(config, indent=2))
+    save_file({k: v.half().contiguous() for k, v in model.state_dict().items()}, clip_dir / "open_clip_model.safetensors")
+    return model
+
+
+def train_vae(work: Path, steps: int) -> AutoencoderKL:
+    torch.manual_seed(SEED + 1)
+    rng = random.Random(SEED + 1)
+    specs = training_specs()
+    vae = tiny_vae()
+    optimizer = torch.optim.AdamW(vae.parameters(), lr=VAE_LR)
+    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, VAE_LR, total_steps=steps, pct_start=0.05)
+    vae.train()
+    for _ in tqdm(range(steps), desc="tiny VAE"):
+        images, _ = render_batch(specs, rng, VAE_BATCH)
+        posterior = vae.encode(images).latent_dist
+        reconstruction = vae.decode(posterior.sample()).sample
+        loss = F.l1_loss(reconstruction, images) + F.mse_loss(reconstruction, images) + 1e-6 * posterior.kl().mean()
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        schedule.step()
+    vae.eval()
+    with torch.no_grad():  # scale latents to unit variance, as SD's 0.18215 does for its VAE
+        images, _ = render_batch(specs, rng, 512)
+        std = vae.encode(images).latent_dist.mean.std().item()
+    vae.register_to_config(scaling_factor=round(1.0 / std, 5))
+    vae.save_pretrained(work / "vae")
+    return vae
+
+
+def train_unet(work: Path, steps: int, vae: AutoencoderKL, text_encoder: CLIPTextModel, tokenizer: CLIPTokenizer):
+    torch.manual_seed(SEED + 2)
+    rng = random.Random(SEED + 2)
+    specs = training_specs()
+    with torch.no_grad():  # the text encoder is frozen: embed every caption once
+        captions = [spec.text for spec in specs] + [""]
+        ids = tokenizer(captions, padding="max_length", max_length=tokenizer.model_max_length, return_tensors="pt")
+        embeddings = text_encoder(ids.input_ids).last_hidden_state
+    caption_index = {spec: i for i, spec in enumerate(specs)}
+    empty = len(specs)
+    unet = tiny_unet(text_encoder.config.hidden_size)
+    ema = EMAModel(unet.parameters(), decay=0.999, model_cls=UNet2DConditionModel, model_config=unet.config)
+    noise_scheduler = training_scheduler()
+    snr = noise_scheduler.alphas_cumprod / (1 - noise_scheduler.alphas_cumprod)
+    optimizer = torch.optim.AdamW(unet.parameters(), lr=UNET_LR, weight_decay=1e-2)
+    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, UNET_LR, total_steps=steps, pct_start=0.03)
+    generator = torch.Generator().manual_seed(SEED + 2)
+    scale = vae.config.scaling_factor
+    unet.train()
+    progress = tqdm(range(steps), desc="tiny UNet")
+    for _ in progress:
+        images, chosen = render_batch(specs, rng, UNET_BATCH)
+        with torch.no_grad():
+            latents = vae.encode(images).latent_dist.sample(generator) * scale
+        rows = [empty if rng.random() < EMPTY_CAPTION_RATE else caption_index[spec] for spec in chosen]
+        noise = torch.randn(latents.shape, generator=generator)
+        timesteps = torch.randint(0, noise_scheduler.config.num_train_timesteps, (len(rows),), generator=generator)
+        noisy = noise_scheduler.add_noise(latents, noise, timesteps)
+        prediction = unet(noisy, timesteps, encoder_hidden_states=embeddings[rows]).sample
+        weights = torch.clamp(snr[timesteps], max=MIN_SNR_GAMMA) / snr[timesteps]
+        loss = (weights * F.mse_loss(prediction, noise, reduction="none").mean(dim=(1, 2, 3))).mean()
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(unet.parameters(), 1.0)
+        optimizer.step()
+        schedule.step()
+        ema.step(unet.parameters())
+        progress.set_postfix(loss=f"{loss.item():.4f}")
+    ema.copy_to(unet.parameters())
+    unet.eval()
+    unet.save_pretrained(work / "unet")
+    return unet
+
+
+def assemble_pipeline(out: Path, work: Path, vae, unet, text_encoder, tokenizer) -> None:
+    """Write tiny-sd/ as a Stable Diffusion pipeline directory.
+
+    UNet and VAE are stored in fp16 to stay small (diffusers loads them as fp32); the text
+    encoder stays fp32 because transformers keeps a checkpoint's dtype, and its output
+    dtype decides the pipeline's latent dtype.
+    """
+    pipeline = StableDiffusionPipeline(
+        vae=vae,
+        text_encoder=text_encoder,
+        tokenizer=tokenizer,
+        unet=unet,
+        scheduler=sampling_scheduler(),
+        safety_checker=None,
+        feature_extractor=None,
+        requires_safety_checker=False,
+    )
+    unet.to(torch.float16)
+    vae.to(torch.float16)
+    pipeline.save_pretrained(out / "tiny-sd")
+    for name in ("vocab.json", "merges.txt"):  # what a slow CLIPTokenizer (transformers 4) reads
+        (out / "tiny-sd" / "tokenizer" / name).write_bytes((work / "tokenizer" / name).read_bytes())
+
+
+def load_clip(out: Path) -> open_clip.CLIP:
+    model, _, _ = open_clip.create_model_and_transforms(f"local-dir:{out / 'tiny-clip'}")
+    return model.float().eval()
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--out", type=Path, required=True, help="where tiny-clip/ and tiny-sd/ are written")
+    parser.add_argument("--work", type=Path, default=Path("build/pretrain"), help="fp32 stage outputs")
+    parser.add_argument("--stages", default="clip,vae,unet", help="comma-separated subset of clip,vae,unet")
+    parser.add_argument("--quick", action="store_true", help="3 steps per stage, to test the command")
+    args = parser.parse_args(argv)
+    stages = set(args.stages.split(","))
+    steps = QUICK if args.quick else Steps()
+    torch.set_num_threads(THREADS)
+    out, work = args.out, args.work
+    clip = train_clip(out, steps.clip) if "clip" in stages else load_clip(out)
+    tokenizer = write_clip_tokenizer(open_clip.tokenizer.default_bpe(), work / "tokenizer")
+    text_encoder = text_encoder_from_open_clip(clip)
+    vae = train_vae(work, steps.vae) if "vae" in stages else AutoencoderKL.from_pretrained(work / "vae")
+    unet = (
+        train_unet(work, steps.unet, vae, text_encoder, tokenizer)
+        if "unet" in stages
+        else UNet2DConditionModel.from_pretrained(work / "unet")
+    )
+    assemble_pipeline(out, work, vae, unet, text_encoder, tokenizer)
+    print(f"wrote {out / 'tiny-clip'} and {out / 'tiny-sd'}")
+
+
+if __name__ == "__main__":
+    main()
