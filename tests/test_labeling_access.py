@@ -18,6 +18,7 @@ def labeling_access_server(tmp_path_factory):
     accounts = root / "raters.db"
     add_rater(accounts, ADMIN, ADMIN_PASSWORD, admin=True)
     add_rater(accounts, "bob")
+    add_rater(accounts, "cy")
     server = LabelServer(run, accounts, root / "server.log", overlap=2).start()
     yield server
     server.stop()
@@ -64,3 +65,15 @@ def test_raters_change_only_their_own_ratings_and_only_admins_export(labeling_ac
     assert sorted(zip(frame["rater"], frame["label"])) == [("ada", 1), ("bob", 0)]
     admin.close()
     bob.close()
+
+
+def test_an_image_that_goes_bad_while_serving_is_left_out_and_logged(labeling_access_server):
+    server = labeling_access_server
+    (server.run / "images" / "000007.png").write_bytes(b"truncated")
+    cy = RatingClient(server.url, "cy", RATER_PASSWORD)
+    shown = [cy.start()["showing"]]
+    while shown[-1] is not None:
+        shown.append(cy.thumbs_up()["showing"])
+    cy.close()
+    assert "000007" not in shown and "000006" in shown
+    assert "sample 000007 is left out: image file images/000007.png is not a readable image" in server.log.read_text()
