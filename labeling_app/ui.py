@@ -68,6 +68,8 @@ def image_url(path: Path) -> str:
 
 
 def build_app(store: LabelStore, accounts: Accounts) -> gr.Blocks:
+    export_dir = Path(tempfile.mkdtemp(prefix="t2i-align-export-"))
+
     def render(session: dict) -> tuple[str, str]:
         current, upcoming = session["current"], session["next"]
         if current is None:
@@ -168,7 +170,7 @@ def build_app(store: LabelStore, accounts: Accounts) -> gr.Blocks:
 
     def admin_export(request: gr.Request) -> str:
         require_admin(request)
-        out = Path(tempfile.mkdtemp(prefix="t2i-align-export-")) / "labels.parquet"
+        out = export_dir / "labels.parquet"  # one file, replaced on each export; Gradio serves a copy
         write_labels([store], out)
         return str(out)
 
