@@ -115,11 +115,6 @@ class LabelServer:
 
 
 @pytest.fixture
-def labeling_run(tmp_path: Path) -> Path:
-    return make_run_dir(tmp_path, 12)
-
-
-@pytest.fixture
 def labeling_accounts(tmp_path: Path) -> Path:
     accounts = tmp_path / "raters.db"
     add_rater(accounts, ADMIN, ADMIN_PASSWORD, admin=True)
