@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+from pathlib import Path
 
 from align.errors import BadInput
 
@@ -55,7 +56,7 @@ def build_parser() -> argparse.ArgumentParser:
             continue  # not built yet
         command = sub.add_parser(name, help=module.HELP, description=module.HELP)
         module.add_arguments(command)
-        command.set_defaults(run=module.run)
+        command.set_defaults(handler=module.run)
     return parser
 
 
@@ -63,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        code = args.run(args)
+        code = args.handler(args)
     except _bad_input_types() as exc:
         print(f"t2i-align {args.command}: error: {exc}", file=sys.stderr)
         return 2
@@ -71,6 +72,14 @@ def main(argv: list[str] | None = None) -> int:
         print(f"t2i-align {args.command}: interrupted", file=sys.stderr)
         return 130
     return int(code or 0)
+
+
+CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
+
+
+def default_config(relative: str) -> str:
+    """A config of the repository's configs/ folder, found wherever the command runs from."""
+    return str(CONFIG_DIR / relative)
 
 
 def add_config_arguments(parser: argparse.ArgumentParser, default_config: str | None) -> None:

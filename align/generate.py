@@ -1,0 +1,115 @@
+"""Generation: prompts x seeds through a Stable Diffusion pipeline into a run directory.
+
+Sample i of a run (prompt-major order, `images_per_prompt` per prompt) is drawn with its own
+generator seeded `seed + i`, so an image does not depend on batch size, and the same config
+gives the same images from any model: baseline and fine-tuned runs are compared seed for seed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import torch
+import yaml
+from tqdm import tqdm
+
+from align.config import save_config, to_dict
+from align.errors import BadInput
+from align.models import load_pipeline
+from align.prompts import load_prompts
+from align.rundir import CONFIG, ensure_writable_dir, write_samples
+
+
+@dataclass
+class SamplingConfig:
+    steps: int = 20
+    guidance: float = 5.0
+    eta: float = 0.0
+    batch_size: int = 32
+    resolution: int | None = None  # None: the model's native size (64 for shapes, 512 for SD v1.5)
+    dtype: Literal["float32", "float16", "bfloat16"] = "float32"
+    device: str = "auto"
+
+
+@dataclass
+class GenerateConfig:
+    model: str = "shapes-tiny-sd"  # shipped name, local pipeline directory, or hub id
+    prompts: str = "train"  # named prompt set or text file
+    images_per_prompt: int = 1
+    seed: int = 0
+    sampling: SamplingConfig = field(default_factory=SamplingConfig)
+
+    def check(self) -> None:
+        if self.images_per_prompt < 1:
+            raise BadInput(f"images_per_prompt must be at least 1, got {self.images_per_prompt}")
+        if self.sampling.steps < 1 or self.sampling.batch_size < 1:
+            raise BadInput("sampling.steps and sampling.batch_size must be at least 1")
+        if self.sampling.resolution is not None and self.sampling.resolution % 8:
+            raise BadInput(f"sampling.resolution must be a multiple of 8, got {self.sampling.resolution}")
+
+
+def plan_samples(config: GenerateConfig) -> list[dict]:
+    """The rows of samples.parquet, before any image exists."""
+    rows = []
+    for prompt in load_prompts(config.prompts):
+        for _ in range(config.images_per_prompt):
+            index = len(rows)
+            rows.append(
+                {
+                    "id": f"{index:06d}",
+                    "prompt": prompt.text,
+                    "category": prompt.category,
+                    "split": prompt.split,
+                    "seed": config.seed + index,
+                    "model": config.model,
+                    "guidance": config.sampling.guidance,
+                    "steps": config.sampling.steps,
+                    "image_path": f"images/{index:06d}.png",
+                }
+            )
+    return rows
+
+
+def prepare_run_dir(out: Path, config: GenerateConfig, resume: bool) -> None:
+    """Refuse to touch an existing run unless resuming it with the very same config."""
+    if out.exists() and any(out.iterdir()):
+        if not resume:
+            raise BadInput(f"run directory {out} already exists; pass --resume to complete it or choose another --out")
+        saved = out / CONFIG
+        if not saved.is_file() or yaml.safe_load(saved.read_text()) != to_dict(config):
+            raise BadInput(f"cannot resume {out}: it was generated with a different config")
+    ensure_writable_dir(out / "images")
+    save_config(config, out / CONFIG)
+
+
+def generate(config: GenerateConfig, out: str | Path, resume: bool = False, pipeline=None) -> Path:
+    """Fill `out` with images/ and samples.parquet; with resume, only missing images are drawn."""
+    config.check()
+    out = Path(out)
+    rows = plan_samples(config)
+    prepare_run_dir(out, config, resume)
+    todo = [row for row in rows if not (out / row["image_path"]).is_file()]
+    if todo:
+        sampling = config.sampling
+        pipeline = pipeline or load_pipeline(config.model, sampling.dtype, sampling.device)
+        size = sampling.resolution or pipeline.unet.config.sample_size * pipeline.vae_scale_factor
+        with tqdm(total=len(todo), desc=f"generating {out.name}", unit="img") as progress:
+            for start in range(0, len(todo), sampling.batch_size):
+                batch = todo[start : start + sampling.batch_size]
+                generators = [torch.Generator(pipeline.device).manual_seed(row["seed"]) for row in batch]
+                images = pipeline(
+                    [row["prompt"] for row in batch],
+                    num_inference_steps=sampling.steps,
+                    guidance_scale=sampling.guidance,
+                    eta=sampling.eta,
+                    height=size,
+                    width=size,
+                    generator=generators,
+                ).images
+                for row, image in zip(batch, images):
+                    image.save(out / row["image_path"])
+                progress.update(len(batch))
+    write_samples(out, rows)
+    return out

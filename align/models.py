@@ -1,0 +1,67 @@
+"""Where models come from: shipped names, local directories, or Hugging Face Hub ids.
+
+    shapes-tiny-sd     the shipped tiny Stable Diffusion pipeline (align/shapes/weights/tiny-sd)
+    shapes-tiny-clip   the shipped tiny CLIP, an open_clip local-dir model
+    ./some/dir         a local diffusers pipeline directory
+    org/name           a hub id, e.g. runwayml/stable-diffusion-v1-5 (needs the network)
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import torch
+
+from align.errors import BadInput
+
+WEIGHTS = Path(__file__).resolve().parent / "shapes" / "weights"
+SHIPPED = {"shapes-tiny-sd": WEIGHTS / "tiny-sd", "shapes-tiny-clip": WEIGHTS / "tiny-clip"}
+_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+
+
+def resolve(reference: str) -> str:
+    """A shipped name or existing directory becomes an absolute path; a hub id stays as it is."""
+    if reference in SHIPPED:
+        path = SHIPPED[reference]
+        if not path.is_dir():
+            raise BadInput(f"shipped model {reference} is missing at {path}; run `make pretrain`")
+        return str(path)
+    path = Path(reference).expanduser()
+    if path.is_dir():
+        return str(path.resolve())
+    if _HUB_ID.match(reference) and not reference.startswith((".", "/")):
+        return reference
+    raise BadInput(f"model path {reference} does not exist")
+
+
+def pick_device(requested: str) -> torch.device:
+    if requested == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(requested)
+
+
+def load_pipeline(reference: str, dtype: str = "float32", device: str = "auto"):
+    """A diffusers StableDiffusionPipeline, by name, directory or hub id; no safety checker."""
+    from diffusers import StableDiffusionPipeline
+
+    source = resolve(reference)
+    try:
+        pipeline = StableDiffusionPipeline.from_pretrained(
+            source, torch_dtype=DTYPES[dtype], safety_checker=None, requires_safety_checker=False
+        )
+    except (OSError, ValueError, EnvironmentError) as exc:
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise BadInput(f"could not load the Stable Diffusion pipeline '{reference}': {reason}") from None
+    pipeline.set_progress_bar_config(disable=True)
+    return pipeline.to(pick_device(device))
+
+
+def clip_backbone_config(reference: str, pretrained: str | None = None):
+    """A reward_models BackboneConfig for a shipped CLIP name, an open_clip name, or a local dir."""
+    from reward_models.backbones import BackboneConfig
+
+    if reference in SHIPPED:
+        return BackboneConfig(kind="open_clip", name="local-dir:" + resolve(reference))
+    return BackboneConfig(kind="open_clip", name=reference, pretrained=pretrained)

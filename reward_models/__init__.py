@@ -1,0 +1,1 @@
+"""CLIP backbones, the learned reward model, its training, and the CLIP-score baseline."""
