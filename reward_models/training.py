@@ -64,16 +64,14 @@ class TrainingResult:
 
 def embed_everything(labels: pd.DataFrame, texts_by_run: dict[str, list[str]], cache: EmbeddingCache) -> Features:
     """Image and text embeddings from each run directory's cache, computing only what is new."""
-    image_paths, texts, image_rows, text_rows = [], [], [], []
+    images: dict[str, torch.Tensor] = {}
+    texts: dict[str, torch.Tensor] = {}
     for run_dir, part in labels.groupby("run_dir", sort=True):
         paths = list(dict.fromkeys(part["image_path"]))
-        image_paths += paths
-        image_rows.append(cache.image_embeddings(run_dir, paths))
-        new_texts = [t for t in dict.fromkeys(texts_by_run[run_dir]) if t not in set(texts)]
-        texts += new_texts
-        if new_texts:
-            text_rows.append(cache.text_embeddings(run_dir, new_texts))
-    return Features(image_paths, texts, torch.cat(image_rows), torch.cat(text_rows))
+        images.update(zip(paths, cache.image_embeddings(run_dir, paths)))
+        run_texts = list(dict.fromkeys(texts_by_run[run_dir]))
+        texts.update(zip(run_texts, cache.text_embeddings(run_dir, run_texts)))
+    return Features(list(images), list(texts), torch.stack(list(images.values())), torch.stack(list(texts.values())))
 
 
 def clip_score_of(features: Features, image_paths, prompts) -> np.ndarray:

@@ -1,0 +1,71 @@
+"""The report's pictures as PNG data URIs: ROC curves, reward vs CLIP score, per-category bars."""
+
+from __future__ import annotations
+
+import base64
+import io
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only, never a window
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+from PIL import Image  # noqa: E402
+
+from reward_models.metrics import roc_auc, roc_curve  # noqa: E402
+
+COLORS = {"reward": "#1f77b4", "reward without aux": "#9ecae1", "CLIP score": "#ff7f0e"}
+
+
+def data_uri(figure) -> str:
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
+    plt.close(figure)
+    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
+
+
+def image_uri(path: str, size: int = 128) -> str:
+    """A thumbnail, enlarged with nearest-neighbour so 64 px scenes stay crisp."""
+    with Image.open(path) as image:
+        thumbnail = image.convert("RGB").resize((size, size), Image.NEAREST)
+    buffer = io.BytesIO()
+    thumbnail.save(buffer, format="PNG")
+    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
+
+
+def roc_figure(panels: dict[str, tuple[np.ndarray, dict[str, np.ndarray]]]) -> str:
+    """One panel per truth (raters, oracle): a ROC curve per scorer, AUC in the legend."""
+    figure, axes = plt.subplots(1, len(panels), figsize=(5.2 * len(panels), 4.6), squeeze=False)
+    for ax, (title, (truth, scorers)) in zip(axes[0], panels.items()):
+        for name, scores in scorers.items():
+            fpr, tpr = roc_curve(scores, truth)
+            ax.plot(fpr, tpr, color=COLORS.get(name), label=f"{name} (AUC {roc_auc(scores, truth):.3f})", lw=2)
+        ax.plot([0, 1], [0, 1], color="#bbb", ls="--", lw=1, label="chance (AUC 0.5)")
+        ax.set(xlabel="false positive rate", ylabel="true positive rate", title=title, xlim=(0, 1), ylim=(0, 1.01))
+        ax.legend(loc="lower right", fontsize=8)
+    return data_uri(figure)
+
+
+def scatter_figure(clip: np.ndarray, reward: np.ndarray, thumbs_up_share: np.ndarray) -> str:
+    figure, ax = plt.subplots(figsize=(6.4, 4.8))
+    points = ax.scatter(clip, reward, c=thumbs_up_share, cmap="RdYlGn", vmin=0, vmax=1, s=16, alpha=0.8,
+                        edgecolors="none")
+    figure.colorbar(points, ax=ax, label="share of raters who gave a thumbs up")
+    ax.set(xlabel="CLIP score (100 x cosine)", ylabel="learned reward (logit)",
+           title="Held-out samples: learned reward against CLIP score")
+    return data_uri(figure)
+
+
+def category_figure(accuracies: dict[str, dict[str, float]], title: str) -> str:
+    """Grouped bars: accuracy per prompt category for each scorer."""
+    categories = sorted({c for by_category in accuracies.values() for c in by_category})
+    figure, ax = plt.subplots(figsize=(6.4, 3.8))
+    width = 0.8 / max(len(accuracies), 1)
+    for i, (name, by_category) in enumerate(accuracies.items()):
+        x = np.arange(len(categories)) + (i - (len(accuracies) - 1) / 2) * width
+        ax.bar(x, [by_category.get(c, np.nan) for c in categories], width, label=name, color=COLORS.get(name))
+    ax.set_xticks(np.arange(len(categories)), categories)
+    ax.set(ylabel="accuracy", ylim=(0, 1), title=title)
+    ax.axhline(0.5, color="#bbb", ls="--", lw=1)
+    ax.legend(fontsize=8, loc="lower right")
+    return data_uri(figure)
