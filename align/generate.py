@@ -36,6 +36,7 @@ class SamplingConfig:
 @dataclass
 class GenerateConfig:
     model: str = "shapes-tiny-sd"  # shipped name, local pipeline directory, or hub id
+    lora: str | None = None  # LoRA weights from `t2i-align finetune` (OUT/final), loaded on top of the model
     prompts: str = "train"  # named prompt set or text file
     images_per_prompt: int = 1
     seed: int = 0
@@ -93,7 +94,7 @@ def generate(config: GenerateConfig, out: str | Path, resume: bool = False, pipe
     todo = [row for row in rows if not (out / row["image_path"]).is_file()]
     if todo:
         sampling = config.sampling
-        pipeline = pipeline or load_pipeline(config.model, sampling.dtype, sampling.device)
+        pipeline = pipeline or load_pipeline(config.model, sampling.dtype, sampling.device, config.lora)
         size = sampling.resolution or pipeline.unet.config.sample_size * pipeline.vae_scale_factor
         with tqdm(total=len(todo), desc=f"generating {out.name}", unit="img") as progress:
             for start in range(0, len(todo), sampling.batch_size):

@@ -42,8 +42,9 @@ def pick_device(requested: str) -> torch.device:
     return torch.device(requested)
 
 
-def load_pipeline(reference: str, dtype: str = "float32", device: str = "auto"):
-    """A diffusers StableDiffusionPipeline, by name, directory or hub id; no safety checker."""
+def load_pipeline(reference: str, dtype: str = "float32", device: str = "auto", lora: str | None = None):
+    """A diffusers StableDiffusionPipeline, by name, directory or hub id; no safety checker;
+    with `lora`, LoRA weights (a directory from `t2i-align finetune`) on top."""
     from diffusers import StableDiffusionPipeline
 
     source = resolve(reference)
@@ -54,6 +55,11 @@ def load_pipeline(reference: str, dtype: str = "float32", device: str = "auto"):
     except (OSError, ValueError, EnvironmentError) as exc:
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise BadInput(f"could not load the Stable Diffusion pipeline '{reference}': {reason}") from None
+    if lora is not None:
+        try:
+            pipeline.load_lora_weights(lora)
+        except (OSError, ValueError, EnvironmentError) as exc:
+            raise BadInput(f"could not load LoRA weights from {lora}: {(str(exc).strip().splitlines() or [type(exc).__name__])[0]}") from None
     pipeline.set_progress_bar_config(disable=True)
     return pipeline.to(pick_device(device))
 

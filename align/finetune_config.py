@@ -1,0 +1,134 @@
+"""The `finetune` config: one dataclass tree for both methods, with its invariants checked.
+
+Batch sizes are per process, as in TRL's DDPOConfig and ddpo-pytorch: an epoch samples
+`sampling.batch_size x processes x sampling.batches_per_epoch` trajectories, and one optimizer
+step sees `train.batch_size x processes x train.accumulation` of them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+from align.errors import BadInput
+
+
+@dataclass
+class RewardSettings:
+    kind: Literal["learned", "oracle", "clip"] = "learned"  # learned: a reward_models RewardModel dir
+    path: str | None = None  # the RewardModel directory (kind: learned)
+    clip_model: str = "shapes-tiny-clip"  # CLIP score backbone (kind: clip)
+    clip_pretrained: str | None = None
+
+
+@dataclass
+class LoraSettings:
+    enabled: bool = True  # OUT/final holds LoRA weights; False: the full UNet is trained, OUT/final is a pipeline
+    rank: int = 4
+    alpha: float = 4.0
+    targets: list[str] = field(default_factory=lambda: ["to_q", "to_k", "to_v", "to_out.0"])
+
+
+@dataclass
+class SamplingSettings:
+    steps: int = 20
+    guidance: float = 5.0
+    eta: float = 1.0  # DDPO needs eta > 0: the step must be a distribution to have a log-probability
+    batch_size: int = 16  # per process
+    batches_per_epoch: int = 2
+
+
+@dataclass
+class TrainSettings:
+    batch_size: int = 16  # per process
+    accumulation: int = 1  # minibatches per optimizer step (DDPO also accumulates over timesteps)
+    lr: float = 3e-4
+    weight_decay: float = 1e-4
+    max_grad_norm: float = 1.0
+    # DDPO
+    inner_epochs: int = 1
+    clip_range: float = 1e-4
+    adv_clip_max: float = 5.0
+    timestep_fraction: float = 1.0
+    kl_coef: float = 0.0  # > 0: KL penalty towards the starting model (DPOK)
+    stat_buffer: int = 32  # rewards remembered per prompt for advantage normalisation
+    stat_min_count: int = 16  # fewer than this: normalise with the whole batch instead
+    # RWR
+    epochs_per_dataset: int = 1
+
+
+@dataclass
+class RwrSettings:
+    source: Literal["generate", "labels"] = "generate"  # weights from the reward of fresh samples, or human labels
+    labels: str | None = None  # labels.parquet from `t2i-align export` (source: labels)
+    images_per_prompt: int = 4  # source: generate
+    pretrain_beta: float = 1.0  # weight of the denoising loss on clean renders with true captions
+    pretrain_batch_size: int = 16
+
+
+@dataclass
+class EvalSettings:
+    prompts: str = "heldout"
+    images_per_prompt: int = 1
+    seed: int = 1000
+    every: int = 1  # epochs; 0: only before and after training
+    oracle: bool = True  # the shapes world's oracle; off for prompts outside it
+    fidelity: bool = True  # Frechet distance to clean renders (shapes world only)
+    clip_model: str = "shapes-tiny-clip"  # the embedding space of the fidelity measure
+    grid_size: int = 16
+    hacking_tolerance: float = 0.05  # alignment drop, below its best, that counts as reward hacking
+
+
+@dataclass
+class FinetuneConfig:
+    method: Literal["rwr", "ddpo"] = "ddpo"
+    model: str = "shapes-tiny-sd"
+    prompts: str = "train"
+    seed: int = 0
+    epochs: int = 10
+    save_every: int = 1  # epochs between checkpoints; 0: none
+    keep_checkpoints: int = 2
+    mixed_precision: Literal["no", "fp16", "bf16"] = "no"
+    log_with: Literal["tensorboard", "wandb"] = "tensorboard"
+    reward: RewardSettings = field(default_factory=RewardSettings)
+    lora: LoraSettings = field(default_factory=LoraSettings)
+    sampling: SamplingSettings = field(default_factory=SamplingSettings)
+    train: TrainSettings = field(default_factory=TrainSettings)
+    rwr: RwrSettings = field(default_factory=RwrSettings)
+    eval: EvalSettings = field(default_factory=EvalSettings)
+
+    def check(self, processes: int = 1) -> None:
+        """Every invariant, in one clear sentence each, before any work is done."""
+        s, t = self.sampling, self.train
+        if self.lora.enabled and self.lora.rank < 1:
+            raise BadInput(f"lora.rank must be at least 1, got {self.lora.rank}")
+        if self.epochs < 1 or s.steps < 1 or s.batch_size < 1 or t.batch_size < 1 or t.accumulation < 1:
+            raise BadInput("epochs, sampling.steps and all batch sizes must be at least 1")
+        if self.reward.kind == "learned" and not self.reward.path and not (self.method == "rwr" and self.rwr.source == "labels"):
+            raise BadInput("reward.kind: learned needs reward.path, a reward model directory from `t2i-align train-reward`")
+        if self.method == "ddpo":
+            if s.eta <= 0:
+                raise BadInput(f"DDPO needs sampling.eta > 0 to have per-step log-probabilities, got {s.eta}")
+            if not 0 < t.timestep_fraction <= 1:
+                raise BadInput(f"train.timestep_fraction must be in (0, 1], got {t.timestep_fraction}")
+            if s.batch_size % t.batch_size:
+                raise BadInput(
+                    f"sampling.batch_size ({s.batch_size}) must be divisible by train.batch_size ({t.batch_size})"
+                )
+            per_epoch = s.batch_size * processes * s.batches_per_epoch
+            per_step = t.batch_size * t.accumulation * processes
+            if per_epoch % per_step:
+                raise BadInput(
+                    f"the {per_epoch} samples of an epoch (sampling.batch_size {s.batch_size} x {processes} processes x "
+                    f"{s.batches_per_epoch} batches) must be divisible by train.batch_size {t.batch_size} x "
+                    f"train.accumulation {t.accumulation} x {processes} processes = {per_step}"
+                )
+        if self.method == "rwr" and self.rwr.source == "labels" and not self.rwr.labels:
+            raise BadInput("rwr.source: labels needs rwr.labels, a labels.parquet from `t2i-align export`")
+
+    def ddpo_train_timesteps(self) -> int:
+        return max(1, int(self.sampling.steps * self.train.timestep_fraction))
+
+
+# Keys that may differ between a run and its resumption: how long it runs and how often it saves.
+RESUMABLE_CHANGES = ("epochs", "save_every", "keep_checkpoints")

@@ -1,0 +1,153 @@
+"""What both fine-tuning loops share: the Accelerator, the pipeline with a trainable UNet (LoRA or
+full), cached prompt embeddings, checkpoint wiring, and the final LoRA / pipeline directory.
+
+    OUT/config.yaml   resolved config        OUT/logs/        tensorboard (or wandb)
+    OUT/checkpoints/  resumable state        OUT/final/       LoRA weights or a pipeline directory
+    OUT/train.log     the run log            OUT/grids/       image grids of fixed prompts and seeds
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from align import checkpoints
+from align.config import to_dict
+from align.finetune_config import FinetuneConfig
+from align.models import load_pipeline
+
+FINAL = "final"
+LOG = "train.log"
+
+
+@dataclass
+class Counters:
+    """Step counters and per-epoch history, checkpointed with the model."""
+
+    epoch: int = 0  # epochs completed
+    optimizer_steps: int = 0
+    history: list[dict] = field(default_factory=list)
+
+    def state_dict(self) -> dict:
+        return {"epoch": self.epoch, "optimizer_steps": self.optimizer_steps, "history": self.history}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.epoch, self.optimizer_steps, self.history = state["epoch"], state["optimizer_steps"], state["history"]
+
+
+def make_accelerator(config: FinetuneConfig, out: Path, accumulation: int):
+    from accelerate import Accelerator
+    from accelerate.utils import ProjectConfiguration
+
+    return Accelerator(
+        mixed_precision=config.mixed_precision,
+        gradient_accumulation_steps=accumulation,
+        log_with=config.log_with,
+        project_config=ProjectConfiguration(project_dir=str(out), logging_dir=str(out / "logs")),
+    )
+
+
+def run_logger(out: Path, accelerator) -> logging.Logger:
+    """Messages of the main process to OUT/train.log and stderr."""
+    logger = logging.getLogger(f"align.finetune.{out.resolve()}")
+    logger.setLevel(logging.INFO if accelerator.is_main_process else logging.ERROR)
+    logger.propagate = False  # accelerate configures the root logger too; one line per message is enough
+    if accelerator.is_main_process and not logger.handlers:
+        out.mkdir(parents=True, exist_ok=True)
+        for handler in (logging.FileHandler(out / LOG), logging.StreamHandler()):
+            handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+            logger.addHandler(handler)
+    return logger
+
+
+def load_models(config: FinetuneConfig, accelerator):
+    """The pipeline on the accelerator's device: VAE and text encoder frozen in the compute
+    dtype; the UNet frozen with a float32 LoRA adapter, or fully trainable in float32."""
+    from align.lora import add_lora
+
+    pipeline = load_pipeline(config.model, "float32", str(accelerator.device))
+    compute_dtype = {"fp16": torch.float16, "bf16": torch.bfloat16}.get(accelerator.mixed_precision, torch.float32)
+    pipeline.vae.requires_grad_(False).to(dtype=compute_dtype)
+    pipeline.text_encoder.requires_grad_(False).to(dtype=compute_dtype)
+    if config.lora.enabled:
+        pipeline.unet.to(dtype=compute_dtype)
+        params = add_lora(pipeline.unet, config.lora)
+    else:
+        params = list(pipeline.unet.parameters())
+    pipeline.unet.train()
+    return pipeline, params
+
+
+def make_optimizer(config: FinetuneConfig, params):
+    return torch.optim.AdamW(params, lr=config.train.lr, weight_decay=config.train.weight_decay)
+
+
+class PromptEmbeddings:
+    """Text-encoder outputs per prompt, computed once: the text encoder is frozen."""
+
+    def __init__(self, pipeline):
+        self.pipeline = pipeline
+        self.cache: dict[str, torch.Tensor] = {}
+
+    @torch.no_grad()
+    def __call__(self, prompts: list[str]) -> torch.Tensor:
+        missing = [p for p in dict.fromkeys(prompts) if p not in self.cache]
+        if missing:
+            tokenizer = self.pipeline.tokenizer
+            ids = tokenizer(missing, padding="max_length", max_length=tokenizer.model_max_length, truncation=True,
+                            return_tensors="pt").input_ids.to(self.pipeline.device)
+            for prompt, embedding in zip(missing, self.pipeline.text_encoder(ids)[0]):
+                self.cache[prompt] = embedding
+        return torch.stack([self.cache[p] for p in prompts])
+
+
+def start(config: FinetuneConfig, out: Path, accelerator, resume_from: Path | None, state_objects: list) -> None:
+    """Write the resolved config (new run) and load the newest checkpoint (resume)."""
+    checkpoints.register_lora_hooks(accelerator, config.lora.enabled)
+    for obj in state_objects:
+        accelerator.register_for_checkpointing(obj)
+    if accelerator.is_main_process and resume_from is None:
+        checkpoints.write_config(out, config)
+    accelerator.wait_for_everyone()
+    if resume_from is not None:
+        accelerator.load_state(str(resume_from))
+    if accelerator.is_main_process:
+        accelerator.init_trackers("finetune", config=_flat(to_dict(config)))
+
+
+def rank_checksums(accelerator, params) -> list[float]:
+    """Every process's sum of its trainable weights: equal on all ranks, or the ranks diverged."""
+    from accelerate.utils import gather_object
+
+    return gather_object([float(sum(p.detach().double().sum() for p in params))])
+
+
+def save_final(config: FinetuneConfig, out: Path, accelerator, pipeline) -> Path:
+    from align.lora import save_lora
+
+    final = out / FINAL
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process:
+        unet = accelerator.unwrap_model(pipeline.unet)
+        if config.lora.enabled:
+            save_lora(unet, final)
+        else:
+            pipeline.unet = unet
+            pipeline.save_pretrained(final)
+        checkpoints.write_config(final, config)
+    accelerator.wait_for_everyone()
+    return final
+
+
+def _flat(tree: dict, prefix: str = "") -> dict:
+    """Tensorboard hparams take scalars only."""
+    flat = {}
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            flat |= _flat(value, f"{prefix}{key}.")
+        else:
+            flat[prefix + key] = value if isinstance(value, (int, float, str, bool)) else str(value)
+    return flat

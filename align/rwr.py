@@ -1,0 +1,190 @@
+"""Reward-weighted likelihood (Lee et al. 2023, "Aligning Text-to-Image Models using Human Feedback").
+
+    loss = E_{(x, z) ~ model samples}[ w(x, z) ||eps - eps_theta(x_t, t, z)||^2 ]
+         + beta E_{(x, z) ~ clean data}[ ||eps - eps_theta(x_t, t, z)||^2 ]
+
+The weights w come from human labels directly (the mean thumbs-up of each image in a
+labels.parquet) or from the reward of fresh samples of the starting model, min-max scaled to
+[0, 1]. The clean data is the pre-training distribution: in the shapes world, fresh renders of
+training prompts with their true captions (the stand-in for LAION).
+
+The weighted dataset is built once and cached in OUT/rwr_dataset.pt, so a resumed run trains on
+exactly the same samples; minibatches, noise and timesteps are keyed by (seed, epoch, step).
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+from PIL import Image
+from tqdm import tqdm
+
+from align import checkpoints
+from align.errors import BadInput
+from align.finetune_config import FinetuneConfig
+from align.finetune_monitor import Monitor, evaluate_and_record, record
+from align.finetune_setup import Counters, PromptEmbeddings, load_models, make_accelerator, make_optimizer, rank_checksums, run_logger, save_final, start
+from align.prompts import load_prompts
+from align.shapes.prompts import parse_prompt, scene_for
+from align.shapes.world import render
+
+DATASET = "rwr_dataset.pt"
+
+
+def train(config: FinetuneConfig, out: Path, reward_fn, resume_from: Path | None) -> dict:
+    tr, rwr = config.train, config.rwr
+    accelerator = make_accelerator(config, out, tr.accumulation)
+    log = run_logger(out, accelerator)
+    pipeline, params = load_models(config, accelerator)
+    optimizer = make_optimizer(config, params)
+    unet, optimizer = accelerator.prepare(pipeline.unet, optimizer)
+    counters = Counters()
+    start(config, out, accelerator, resume_from, [counters])
+    monitor = Monitor(config, out, pipeline, reward_fn, accelerator.device) if accelerator.is_main_process else None
+
+    if accelerator.is_main_process and not (out / DATASET).is_file():
+        torch.save(build_dataset(config, pipeline, reward_fn, accelerator), out / DATASET)
+    accelerator.wait_for_everyone()
+    data = torch.load(out / DATASET)
+    embed = PromptEmbeddings(pipeline)
+    noise_scheduler = _training_scheduler(pipeline)
+    train_prompts = [p for p in load_prompts(config.prompts) if parse_prompt(p.text)]
+    P, rank = accelerator.num_processes, accelerator.process_index
+    n, global_batch = len(data["prompts"]), tr.batch_size * P
+    if n < global_batch:
+        raise BadInput(f"the RWR dataset has {n} samples, fewer than one global batch of {global_batch}")
+    steps_per_epoch = (n // global_batch) * tr.epochs_per_dataset
+    log.info(f"RWR on {P} process(es): {n} weighted samples (mean weight {data['weights'].mean():.3f}), beta {rwr.pretrain_beta}")
+
+    if counters.epoch == 0 and not counters.history:
+        evaluate_and_record(accelerator, monitor, counters, {"epoch": 0}, log, config)
+    for epoch in range(counters.epoch, config.epochs):
+        began = time.perf_counter()
+        unet.train()
+        losses = {"train/loss": [], "train/weighted_loss": [], "train/pretrain_loss": []}
+        for step in tqdm(range(steps_per_epoch), desc=f"epoch {epoch + 1}", disable=not accelerator.is_local_main_process):
+            g = torch.Generator().manual_seed((config.seed * 100_003 + epoch) * 10_000_019 + step)
+            rows = torch.randperm(n, generator=g)[:global_batch][rank * tr.batch_size : (rank + 1) * tr.batch_size]
+            latents = data["latents"][rows].to(accelerator.device)
+            weights = data["weights"][rows].to(accelerator.device)
+            prompts = [data["prompts"][i] for i in rows.tolist()]
+            clean, captions = _clean_batch(pipeline, train_prompts, rwr.pretrain_batch_size, random.Random(f"{config.seed}-{epoch}-{step}-{rank}"))
+            with accelerator.accumulate(unet):
+                with accelerator.autocast():
+                    weighted = _denoising_loss(unet, noise_scheduler, latents, embed(prompts), g)
+                    pretrain = _denoising_loss(unet, noise_scheduler, clean, embed(captions), g)
+                weighted_loss = (weights * weighted).mean()
+                loss = weighted_loss + rwr.pretrain_beta * pretrain.mean()
+                accelerator.backward(loss)
+                if accelerator.sync_gradients:
+                    accelerator.clip_grad_norm_(params, tr.max_grad_norm)
+                optimizer.step()
+                optimizer.zero_grad()
+            counters.optimizer_steps += int(accelerator.sync_gradients)
+            for key, value in (("train/loss", loss), ("train/weighted_loss", weighted_loss), ("train/pretrain_loss", pretrain.mean())):
+                losses[key].append(value.item())
+        counters.epoch = epoch + 1
+        metrics = {"epoch": counters.epoch, "perf/samples_per_second": steps_per_epoch * global_batch / (time.perf_counter() - began)}
+        metrics |= {k: float(accelerator.reduce(torch.tensor(np.mean(v)), "mean")) for k, v in losses.items()}
+        if config.eval.every and counters.epoch % config.eval.every == 0 or counters.epoch == config.epochs:
+            evaluate_and_record(accelerator, monitor, counters, metrics, log, config)
+        else:
+            record(accelerator, counters, metrics, log)
+        if config.save_every and (counters.epoch % config.save_every == 0 or counters.epoch == config.epochs):
+            checkpoints.save(accelerator, out, counters.epoch, config.keep_checkpoints)
+    save_final(config, out, accelerator, pipeline)
+    accelerator.end_training()
+    return {"history": counters.history, "optimizer_steps": counters.optimizer_steps, "processes": P,
+            "rank_checksums": rank_checksums(accelerator, params)}
+
+
+def _training_scheduler(pipeline):
+    from diffusers import DDPMScheduler
+
+    return DDPMScheduler.from_config(pipeline.scheduler.config)
+
+
+def _denoising_loss(unet, noise_scheduler, latents, embeds, generator) -> torch.Tensor:
+    """Per-sample epsilon-prediction MSE at a random timestep."""
+    noise = torch.randn(latents.shape, generator=generator).to(latents.device, latents.dtype)
+    t = torch.randint(0, noise_scheduler.config.num_train_timesteps, (len(latents),), generator=generator).to(latents.device)
+    predicted = unet(noise_scheduler.add_noise(latents, noise, t), t, embeds).sample
+    return F.mse_loss(predicted.float(), noise.float(), reduction="none").mean(dim=(1, 2, 3))
+
+
+@torch.no_grad()
+def _encode(pipeline, images: torch.Tensor) -> torch.Tensor:
+    """Images in [0, 1] to scaled VAE latents (the distribution's mean: no sampling noise)."""
+    vae = pipeline.vae
+    pixels = (images * 2 - 1).to(pipeline.device, vae.dtype)
+    return (vae.encode(pixels).latent_dist.mean * vae.config.scaling_factor).float()
+
+
+def _clean_batch(pipeline, prompts, size: int, rng: random.Random) -> tuple[torch.Tensor, list[str]]:
+    """Fresh renders of random training prompts with their true captions, as latents."""
+    chosen = [rng.choice(prompts).text for _ in range(size)]
+    pixels = np.stack([np.asarray(render(scene_for(parse_prompt(p), rng))) for p in chosen])
+    images = torch.from_numpy(pixels).permute(0, 3, 1, 2).float() / 255
+    return _encode(pipeline, images), chosen
+
+
+def build_dataset(config: FinetuneConfig, pipeline, reward_fn, accelerator) -> dict:
+    """{"latents", "weights", "prompts"}: from human labels, or from fresh samples and their reward."""
+    if config.rwr.source == "labels":
+        prompts, images, weights = _from_labels(Path(config.rwr.labels))
+    else:
+        prompts, images, weights = _from_samples(config, pipeline, reward_fn, accelerator)
+    latents = torch.cat([_encode(pipeline, images[i : i + 64]) for i in range(0, len(images), 64)])
+    return {"latents": latents.cpu(), "weights": weights.float(), "prompts": prompts}
+
+
+def read_labels(path: Path) -> pd.DataFrame:
+    """One row per rated image: image_path, prompt, and the share of thumbs up (several raters)."""
+    if not path.is_file():
+        raise BadInput(f"labels file {path} does not exist")
+    try:
+        labels = pd.read_parquet(path)
+    except Exception:
+        raise BadInput(f"labels file {path} is not a readable parquet file") from None
+    missing = {"prompt", "image_path", "label"} - set(labels.columns)
+    if missing or labels.empty:
+        raise BadInput(f"labels file {path} must hold rows with prompt, image_path and label columns")
+    return labels.groupby(["image_path", "prompt"], sort=True)["label"].mean().reset_index()
+
+
+def _from_labels(path: Path) -> tuple[list[str], torch.Tensor, torch.Tensor]:
+    per_image = read_labels(path)
+    images = []
+    for image_path in per_image["image_path"]:
+        try:
+            with Image.open(image_path) as image:
+                images.append(torch.from_numpy(np.asarray(image.convert("RGB").resize((64, 64)))).permute(2, 0, 1).float() / 255)
+        except OSError:
+            raise BadInput(f"image {image_path} listed in {path} is missing or corrupt") from None
+    return list(per_image["prompt"]), torch.stack(images), torch.tensor(per_image["label"].to_numpy())
+
+
+@torch.no_grad()
+def _from_samples(config: FinetuneConfig, pipeline, reward_fn, accelerator):
+    s = config.sampling
+    prompts = [p.text for p in load_prompts(config.prompts) for _ in range(config.rwr.images_per_prompt)]
+    batches = []
+    pipeline.unet.eval()
+    for start in tqdm(range(0, len(prompts), s.batch_size), desc="RWR samples"):
+        batch = prompts[start : start + s.batch_size]
+        generators = [torch.Generator(pipeline.device).manual_seed(config.seed + start + i) for i in range(len(batch))]
+        with accelerator.autocast():
+            batches.append(pipeline(batch, num_inference_steps=s.steps, guidance_scale=s.guidance, eta=s.eta,
+                                    generator=generators, output_type="pt").images.float().cpu())
+    pipeline.unet.train()
+    images = torch.cat(batches)
+    rewards = torch.cat([reward_fn(images[i : i + 64], prompts[i : i + 64], [{}] * len(prompts[i : i + 64])) for i in range(0, len(prompts), 64)])
+    span = rewards.max() - rewards.min()
+    weights = (rewards - rewards.min()) / span if span > 0 else torch.ones_like(rewards)
+    return prompts, images, weights
