@@ -66,8 +66,11 @@ def run_logger(out: Path, accelerator) -> logging.Logger:
 def load_models(config: FinetuneConfig, accelerator):
     """The pipeline on the accelerator's device: VAE and text encoder frozen in the compute
     dtype; the UNet frozen with a float32 LoRA adapter, or fully trainable in float32."""
+    from accelerate.utils import set_seed
+
     from align.lora import add_lora
 
+    set_seed(config.seed)  # the LoRA initialisation is random: same seed, same run, on every rank
     pipeline = load_pipeline(config.model, "float32", str(accelerator.device))
     compute_dtype = {"fp16": torch.float16, "bf16": torch.bfloat16}.get(accelerator.mixed_precision, torch.float32)
     pipeline.vae.requires_grad_(False).to(dtype=compute_dtype)

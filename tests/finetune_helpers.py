@@ -1,0 +1,33 @@
+"""Small, fast settings shared by the fine-tuning tests: the real tiny pipeline, a few steps."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file
+
+MODEL = "shapes-tiny-sd"
+CLIP = "shapes-tiny-clip"
+EVAL_PROMPTS = "two red circles on a black background\na blue square\nfour diamonds\na triangle on a white background\n"
+
+
+def quick(tmp: Path, *extra: str) -> list[str]:
+    """DDPO/RWR overrides for a run of seconds: 3 DDIM steps, 4 samples per epoch, 4 eval prompts."""
+    prompts = tmp / "eval_prompts.txt"
+    prompts.write_text(EVAL_PROMPTS)
+    return [
+        f"model={MODEL}", "reward.kind=clip", f"reward.clip_model={CLIP}", f"eval.clip_model={CLIP}",
+        f"eval.prompts={prompts}", "sampling.steps=3", "sampling.batch_size=2", "sampling.batches_per_epoch=2",
+        "train.batch_size=2", "train.stat_min_count=2", "train.lr=3e-3", "train.clip_range=0.2", "eval.every=1",
+        *extra,
+    ]
+
+
+def lora_weights(run: Path) -> dict[str, torch.Tensor]:
+    return load_file(str(run / "final" / "pytorch_lora_weights.safetensors"))
+
+
+def summary(run: Path) -> dict:
+    return json.loads((run / "metrics.json").read_text())

@@ -1,0 +1,79 @@
+"""The small parts of fine-tuning, each against an independent reference: the DDIM step against
+diffusers' DDIMScheduler.step, its log-probability against torch.distributions, per-prompt
+advantages, the Frechet distance, and the reward-hacking rule."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from diffusers import DDIMScheduler
+
+from align.ddim_logprob import ddim_step_with_logprob
+from align.fidelity import frechet_distance
+from align.finetune_monitor import reward_hacking
+from align.models import resolve
+from align.stat_tracking import PerPromptStatTracker
+
+
+@pytest.fixture
+def scheduler():
+    scheduler = DDIMScheduler.from_pretrained(resolve("shapes-tiny-sd"), subfolder="scheduler")
+    scheduler.set_timesteps(20)
+    return scheduler
+
+
+@pytest.mark.parametrize("index", [0, 10, 19])  # first, middle and last step (final alpha)
+def test_ddim_step_is_diffusers_step_with_its_log_probability(scheduler, index):
+    torch.manual_seed(0)
+    x_t, eps, noise = torch.randn(3, 2, 4, 16, 16)
+    t = scheduler.timesteps[index]
+    ours = ddim_step_with_logprob(scheduler, eps, t.reshape(1), x_t, eta=1.0, noise=noise)
+    reference = scheduler.step(eps, t, x_t, eta=1.0, variance_noise=noise).prev_sample
+    torch.testing.assert_close(ours.prev_sample, reference, rtol=1e-5, atol=1e-5)
+    expected = torch.distributions.Normal(ours.mean, ours.std.expand_as(ours.mean)).log_prob(ours.prev_sample).mean(dim=(1, 2, 3))
+    torch.testing.assert_close(ours.log_prob, expected, rtol=1e-5, atol=1e-5)
+    # scoring the step taken gives the same log-probability; per-row timesteps give per-row results
+    again = ddim_step_with_logprob(scheduler, eps, t.repeat(2), x_t, eta=1.0, prev_sample=ours.prev_sample)
+    torch.testing.assert_close(again.log_prob, ours.log_prob)
+
+
+def test_per_prompt_advantages_use_the_buffer_once_it_is_full():
+    tracker = PerPromptStatTracker(buffer_size=4, min_count=2)
+    first = tracker.update(["a", "a", "b", "b"], np.array([1.0, 3.0, 10.0, 30.0]))
+    np.testing.assert_allclose(first, [-1, 1, -1, 1], atol=1e-5)  # each prompt on its own scale
+    second = tracker.update(["a", "b"], np.array([2.0, 20.0]))
+    np.testing.assert_allclose(second, [0, 0], atol=1e-5)  # means 2 and 20 from the buffers
+    restored = PerPromptStatTracker(4, 2)
+    restored.load_state_dict(tracker.state_dict())
+    np.testing.assert_allclose(restored.update(["a"], np.array([5.0])), tracker.update(["a"], np.array([5.0])))
+
+
+def test_small_buffers_fall_back_to_batch_statistics():
+    tracker = PerPromptStatTracker(buffer_size=8, min_count=4)
+    advantages = tracker.update(["a", "b"], np.array([0.0, 2.0]))
+    np.testing.assert_allclose(advantages, [-1, 1], atol=1e-5)
+
+
+def test_frechet_distance_of_gaussians():
+    rng = np.random.default_rng(0)
+    a = rng.normal(size=(4000, 3))
+    assert frechet_distance(a, a) == pytest.approx(0, abs=1e-6)
+    shifted = a + np.array([2.0, 0, 0])
+    assert frechet_distance(a, shifted) == pytest.approx(4.0, rel=1e-3)
+    # N(0, 1) vs N(0, 4) in one dimension: (1 - 2)^2 = 1
+    assert frechet_distance(a[:, :1], 2 * rng.normal(size=(4000, 1))) == pytest.approx(1.0, rel=0.1)
+
+
+def test_reward_rising_while_alignment_falls_is_reported():
+    history = [
+        {"epoch": 0, "eval/reward_mean": 0.1, "eval/oracle_alignment": 0.30},
+        {"epoch": 2, "eval/reward_mean": 0.5, "eval/oracle_alignment": 0.45},
+        {"epoch": 4, "eval/reward_mean": 0.9, "eval/oracle_alignment": 0.44},
+    ]
+    assert reward_hacking(history, tolerance=0.05) is None  # a small dip is noise
+    history.append({"epoch": 6, "eval/reward_mean": 1.2, "eval/oracle_alignment": 0.20})
+    message = reward_hacking(history, tolerance=0.05)
+    assert message and "epoch 6" in message and "45.0%" in message and "20.0%" in message
+    history.append({"epoch": 8, "eval/reward_mean": 0.3, "eval/oracle_alignment": 0.20})
+    assert reward_hacking(history, tolerance=0.05) is None  # both falling is a bad run, not hacking
