@@ -16,6 +16,7 @@ from reward_models.backbones import BackboneConfig
 class HeadConfig:
     hidden: int = 256  # 0: a linear head
     dropout: float = 0.1
+    similarity_skip: bool = True  # add a learned scale of cos(image, text), CLIP score's signal, to the logit
 
 
 @dataclass

@@ -11,6 +11,9 @@ from reward_models.config import HeadConfig
 class RewardHead(nn.Module):
     def __init__(self, embed_dim: int, config: HeadConfig):
         super().__init__()
+        self.use_similarity = config.similarity_skip
+        # logit = a * cos(image, text) + b + MLP(...): starts from CLIP score's ranking, learns a correction
+        self.similarity = nn.Linear(1, 1)
         inputs = 3 * embed_dim
         if config.hidden > 0:
             self.layers = nn.Sequential(
@@ -20,5 +23,9 @@ class RewardHead(nn.Module):
             self.layers = nn.Linear(inputs, 1)
 
     def forward(self, image_embeddings: torch.Tensor, text_embeddings: torch.Tensor) -> torch.Tensor:
-        features = torch.cat([image_embeddings, text_embeddings, image_embeddings * text_embeddings], dim=-1)
-        return self.layers(features).squeeze(-1)
+        product = image_embeddings * text_embeddings
+        features = torch.cat([image_embeddings, text_embeddings, product], dim=-1)
+        logits = self.layers(features).squeeze(-1)
+        if self.use_similarity:
+            logits = logits + self.similarity(product.sum(-1, keepdim=True)).squeeze(-1)
+        return logits
