@@ -74,11 +74,14 @@ def train(config: FinetuneConfig, out: Path, reward_fn, resume_from: Path | None
             latents = data["latents"][rows].to(accelerator.device)
             weights = data["weights"][rows].to(accelerator.device)
             prompts = [data["prompts"][i] for i in rows.tolist()]
-            clean, captions = _clean_batch(pipeline, train_prompts, rwr.pretrain_batch_size, random.Random(f"{config.seed}-{epoch}-{step}-{rank}"))
             with accelerator.accumulate(unet):
                 with accelerator.autocast():
                     weighted = _denoising_loss(unet, noise_scheduler, latents, embed(prompts), g)
-                    pretrain = _denoising_loss(unet, noise_scheduler, clean, embed(captions), g)
+                    pretrain = torch.zeros(1, device=accelerator.device)
+                    if rwr.pretrain_beta > 0:  # clean data exists in the shapes world only
+                        clean, captions = _clean_batch(pipeline, train_prompts, rwr.pretrain_batch_size,
+                                                       random.Random(f"{config.seed}-{epoch}-{step}-{rank}"))
+                        pretrain = _denoising_loss(unet, noise_scheduler, clean, embed(captions), g)
                 weighted_loss = (weights * weighted).mean()
                 loss = weighted_loss + rwr.pretrain_beta * pretrain.mean()
                 accelerator.backward(loss)
