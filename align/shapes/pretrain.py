@@ -48,7 +48,8 @@ from align.shapes.world import render
 SEED = 0
 THREADS = 2
 CLIP_BATCH, CLIP_LR = 128, 1e-3
-VAE_BATCH, VAE_LR = 32, 1e-3
+VAE_BATCH, VAE_LR = 32, 2e-3
+OBJECT_PIXEL_WEIGHT = 10.0  # objects cover ~10% of a scene; weigh them up so their colours are learnt
 UNET_BATCH, UNET_LR = 32, 5e-4
 EMPTY_CAPTION_RATE = 0.1
 MIN_SNR_GAMMA = 5.0
@@ -57,7 +58,7 @@ MIN_SNR_GAMMA = 5.0
 @dataclass(frozen=True)
 class Steps:
     clip: int = 1000
-    vae: int = 1200
+    vae: int = 1500
     unet: int = 4000
 
 
@@ -126,7 +127,11 @@ def train_vae(work: Path, steps: int) -> AutoencoderKL:
         images, _ = render_batch(specs, rng, VAE_BATCH)
         posterior = vae.encode(images).latent_dist
         reconstruction = vae.decode(posterior.sample()).sample
-        loss = F.l1_loss(reconstruction, images) + F.mse_loss(reconstruction, images) + 1e-6 * posterior.kl().mean()
+        # the corner pixel is always background: objects are placed at least one pixel in
+        is_object = (images - images[:, :, :1, :1]).abs().amax(dim=1, keepdim=True) > 0
+        weights = 1.0 + (OBJECT_PIXEL_WEIGHT - 1.0) * is_object.float()
+        error = (reconstruction - images).abs() + (reconstruction - images).pow(2)
+        loss = (weights * error).mean() + 1e-6 * posterior.kl().mean()
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -224,7 +229,9 @@ def main(argv: list[str] | None = None) -> None:
     steps = QUICK if args.quick else Steps()
     torch.set_num_threads(THREADS)
     out, work = args.out, args.work
-    clip = train_clip(out, steps.clip) if "clip" in stages else load_clip(out)
+    if "clip" in stages:
+        train_clip(out, steps.clip)
+    clip = load_clip(out)  # the shipped fp16 weights, so the SD text encoder is exactly their conversion
     tokenizer = write_clip_tokenizer(open_clip.tokenizer.default_bpe(), work / "tokenizer")
     text_encoder = text_encoder_from_open_clip(clip)
     vae = train_vae(work, steps.vae) if "vae" in stages else AutoencoderKL.from_pretrained(work / "vae")

@@ -1,0 +1,25 @@
+"""The pretraining command is deterministic and writes models in their libraries' formats."""
+
+from __future__ import annotations
+
+import open_clip
+import torch
+from diffusers import StableDiffusionPipeline
+from safetensors.torch import load_file
+
+from align.shapes.pretrain import main
+
+
+def test_quick_pretraining_is_deterministic_and_loadable(tmp_path):
+    for name in ("a", "b"):
+        main(["--out", str(tmp_path / name), "--work", str(tmp_path / f"work-{name}"), "--quick"])
+    for relative in ("tiny-clip/open_clip_model.safetensors", "tiny-sd/unet/diffusion_pytorch_model.safetensors",
+                     "tiny-sd/vae/diffusion_pytorch_model.safetensors", "tiny-sd/text_encoder/model.safetensors"):
+        first, second = load_file(tmp_path / "a" / relative), load_file(tmp_path / "b" / relative)
+        assert first.keys() == second.keys()
+        assert all(torch.equal(first[k], second[k]) for k in first), relative
+    model, _, preprocess = open_clip.create_model_and_transforms(f"local-dir:{tmp_path / 'a' / 'tiny-clip'}")
+    assert model.visual.image_size == (64, 64)
+    pipeline = StableDiffusionPipeline.from_pretrained(tmp_path / "a" / "tiny-sd")
+    assert pipeline.vae.config.scaling_factor > 0
+    assert (tmp_path / "a" / "tiny-sd" / "tokenizer" / "vocab.json").is_file()
