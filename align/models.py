@@ -50,7 +50,7 @@ def load_pipeline(reference: str, dtype: str = "float32", device: str = "auto", 
     source = resolve(reference)
     try:
         pipeline = StableDiffusionPipeline.from_pretrained(
-            source, torch_dtype=DTYPES[dtype], safety_checker=None, requires_safety_checker=False
+            source, dtype=DTYPES[dtype], safety_checker=None, requires_safety_checker=False
         )
     except (OSError, ValueError, EnvironmentError) as exc:
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__

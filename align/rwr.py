@@ -102,9 +102,10 @@ def train(config: FinetuneConfig, out: Path, reward_fn, resume_from: Path | None
         if config.save_every and (counters.epoch % config.save_every == 0 or counters.epoch == config.epochs):
             checkpoints.save(accelerator, out, counters.epoch, config.keep_checkpoints)
     save_final(config, out, accelerator, pipeline)
+    checksums = rank_checksums(accelerator, params)  # before end_training, which closes the process group
     accelerator.end_training()
     return {"history": counters.history, "optimizer_steps": counters.optimizer_steps, "processes": P,
-            "rank_checksums": rank_checksums(accelerator, params)}
+            "rank_checksums": checksums}
 
 
 def _training_scheduler(pipeline):

@@ -1,13 +1,15 @@
-"""The same DDPO job under `accelerate launch --cpu --num_processes 2` and on one process, at the
+"""The same DDPO job on two CPU processes and on one process, at the
 same global batch: the two ranks end with identical weights, and the run agrees with the
 single-process one (same samples, same rewards; LoRA weights within a stated tolerance, the
 difference being the order of floating-point sums in the gradient all-reduce)."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
+import pytest
 import torch
 from finetune_helpers import lora_weights, quick, summary
 
@@ -17,12 +19,16 @@ TOLERANCE = dict(rtol=1e-3, atol=1e-5)
 
 
 def launch(processes: int, out, tmp, per_process_batch: int):
-    command = [sys.executable, "-m", "accelerate.commands.launch", "--cpu", "--num_processes", str(processes),
+    # accelerate 1.x runs `--cpu --num_processes 2` as ONE process (several CPU processes need mpirun);
+    # `--multi_gpu` starts torchrun workers, and without a GPU they join a gloo group (MULTI_CPU).
+    placement = ["--multi_gpu"] if processes > 1 else ["--cpu"]
+    command = [sys.executable, "-m", "accelerate.commands.launch", *placement, "--num_processes", str(processes),
                "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
                "-m", "align.cli", "finetune", "--config", default_config("shapes/ddpo.yaml"), "--out", str(out),
                *quick(tmp, "epochs=2", f"sampling.batch_size={per_process_batch}", f"train.batch_size={per_process_batch}",
                       "sampling.batches_per_epoch=1", "eval.every=0", "eval.fidelity=false")]
-    result = subprocess.run(command, capture_output=True, text=True, timeout=900)
+    result = subprocess.run(command, capture_output=True, text=True, timeout=900,
+                            env={**os.environ, "CUDA_VISIBLE_DEVICES": ""})
     assert result.returncode == 0, result.stderr[-3000:]
     return summary(out)
 
@@ -34,7 +40,8 @@ def test_two_processes_match_one_at_the_same_global_batch(tmp_path):
     assert two["rank_checksums"][0] == two["rank_checksums"][1]  # DDP kept the ranks in lockstep
     assert one["optimizer_steps"] == two["optimizer_steps"]
     rewards = lambda s: [h["reward/mean"] for h in s["history"] if "reward/mean" in h]
-    assert rewards(one) == rewards(two)  # every sample is drawn from the same seed, whichever rank draws it
+    # every sample is drawn from the same seed, whichever rank draws it; batches of 2 and 4 round differently
+    assert rewards(two) == pytest.approx(rewards(one), rel=1e-4)
     a, b = lora_weights(tmp_path / "one"), lora_weights(tmp_path / "two")
     moved = max((a[k] - b[k]).abs().max().item() for k in a)
     for key in a:

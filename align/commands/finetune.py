@@ -20,7 +20,9 @@ def run(args) -> None:
     import time
     from pathlib import Path
 
+    import torch
     from accelerate import PartialState
+    from accelerate.utils import parse_flag_from_env
 
     from align import checkpoints
     from align.config import load_config
@@ -28,7 +30,9 @@ def run(args) -> None:
     from align.rewards import make_reward_fn
 
     config = load_config(FinetuneConfig, args.config, args.overrides)
-    state = PartialState()
+    # Without a GPU, processes started by torchrun (`accelerate launch --multi_gpu`) join a gloo group;
+    # the Accelerator made later shares this state, so it must know about the CPU now.
+    state = PartialState(cpu=parse_flag_from_env("ACCELERATE_USE_CPU") or not torch.cuda.is_available())
     out = Path(args.out)
     # Everything that can refuse does so before anything is written.
     config.check(state.num_processes)
