@@ -84,7 +84,12 @@ def write_report(model_dir: str | Path, labels_path: str | Path, out: str | Path
     if not (model_dir / SPLITS).is_file() or not (model_dir / TRAINING_CONFIG).is_file():
         raise BadInput(f"{model_dir} is not a reward model directory written by `t2i-align train-reward`")
     ratings, context = heldout_ratings(model_dir, labels_path)
-    page = render(ratings, context, model_dir, labels_path)
+    body = "\n".join(sections(ratings, context, model_dir, labels_path))
+    return write_page(out, PAGE.format(title="Learned reward vs CLIP score", body=body))
+
+
+def write_page(out: Path, page: str) -> Path:
+    """Through a hidden partial file, so a crash never leaves half a report under the final name."""
     out.parent.mkdir(parents=True, exist_ok=True)
     partial = out.with_name(f".{out.name}.partial")
     partial.write_text(page)
@@ -106,7 +111,8 @@ def _scorer_metrics(frame: pd.DataFrame, truth: str, scorers: list[str], context
     return result
 
 
-def render(ratings: pd.DataFrame, context: dict, model_dir: Path, labels_path: Path) -> str:
+def sections(ratings: pd.DataFrame, context: dict, model_dir: Path, labels_path: Path) -> list[str]:
+    """The report's body, one HTML string per section, the <h1> summary first."""
     ratings = ratings.rename(columns={"clip_score": "CLIP score"})
     scorers = [s for s in ("reward", "reward without aux", "CLIP score") if s in ratings]
     samples = ratings.groupby("image_path", sort=False).agg(
@@ -120,7 +126,7 @@ def render(ratings: pd.DataFrame, context: dict, model_dir: Path, labels_path: P
         truths["oracle's clean verdict (one point per image)"] = (samples, "oracle_label")
     measured = {title: _scorer_metrics(frame, truth, scorers, context) for title, (frame, truth) in truths.items()}
 
-    sections = [
+    return [
         _summary(measured, ratings, samples, context),
         _how_to_read(context),
         "<h2>ROC curves on held-out prompts</h2>"
@@ -140,7 +146,6 @@ def render(ratings: pd.DataFrame, context: dict, model_dir: Path, labels_path: P
         _data_section(ratings, samples, context),
         _provenance(model_dir, labels_path, context),
     ]
-    return PAGE.format(body="\n".join(sections))
 
 
 def _fmt(value, digits: int = 3) -> str:
@@ -267,7 +272,7 @@ def _provenance(model_dir: Path, labels_path: Path, context: dict) -> str:
 
 
 PAGE = """<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>Learned reward vs CLIP score</title>
+<html lang="en"><head><meta charset="utf-8"><title>{title}</title>
 <style>
 body {{ font: 15px/1.5 system-ui, sans-serif; max-width: 1100px; margin: 2em auto; padding: 0 1em; color: #222; }}
 h1 {{ margin-bottom: .2em; }} h2 {{ margin-top: 1.8em; border-bottom: 1px solid #ddd; }}
@@ -278,6 +283,7 @@ th {{ background: #f4f4f4; }} dt {{ font-weight: bold; margin-top: .5em; }} dd {
 figure {{ margin: 0; padding: 8px; border: 1px solid #ddd; border-radius: 6px; font-size: 13px; }}
 figure img {{ width: 128px; height: 128px; image-rendering: pixelated; display: block; margin: 0 auto 6px; }}
 pre {{ background: #f7f7f7; padding: 1em; overflow-x: auto; }}
+.source {{ color: #666; font-size: 13px; }} .ok {{ color: #1a7f37; }} .bad {{ color: #c62828; }}
 </style></head><body>
 {body}
 </body></html>

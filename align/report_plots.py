@@ -1,4 +1,5 @@
-"""The report's pictures as PNG data URIs: ROC curves, reward vs CLIP score, per-category bars."""
+"""The reports' pictures as PNG data URIs: ROC curves, reward vs CLIP score, per-category bars,
+and the demo's training curves and reward-hacking trajectory."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from PIL import Image  # noqa: E402
 from reward_models.metrics import roc_auc, roc_curve  # noqa: E402
 
 COLORS = {"reward": "#1f77b4", "reward without aux": "#9ecae1", "CLIP score": "#ff7f0e"}
+METHOD_COLORS = {"DDPO": "#1f77b4", "RWR": "#2ca02c"}
 
 
 def data_uri(figure) -> str:
@@ -68,4 +70,48 @@ def category_figure(accuracies: dict[str, dict[str, float]], title: str) -> str:
     ax.set(ylabel="accuracy", ylim=(0, 1), title=title)
     ax.axhline(0.5, color="#bbb", ls="--", lw=1)
     ax.legend(fontsize=8, loc="lower right")
+    return data_uri(figure)
+
+
+def png_uri(path) -> str:
+    """A PNG file as it is (fine-tuning grids are already enlarged)."""
+    with open(path, "rb") as file:
+        return "data:image/png;base64," + base64.b64encode(file.read()).decode()
+
+
+
+def training_curves_figure(histories: dict[str, list[dict]]) -> str:
+    """Per fine-tuning method: the reward per epoch (of the epoch's training samples where the method
+    draws any, and on held-out prompts where evaluated), and held-out oracle alignment."""
+    figure, (left, right) = plt.subplots(1, 2, figsize=(10.4, 3.9))
+    curves = ((left, "reward/mean", "training samples", "-"), (left, "eval/reward_mean", "held-out", "--"),
+              (right, "eval/oracle_alignment", "held-out", "-"))
+    for method, history in histories.items():
+        for ax, key, what, style in curves:
+            points = [(h["epoch"], h[key]) for h in history if key in h]
+            if points:
+                ax.plot(*zip(*points), style, marker="o", ms=4, color=METHOD_COLORS.get(method), label=f"{method}, {what}")
+    left.set(xlabel="epoch", ylabel="mean learned reward (logit)", title="Reward")
+    right.set(xlabel="epoch", ylabel="oracle alignment", ylim=(0, 1), title="Oracle alignment")
+    for ax in (left, right):
+        ax.legend(fontsize=8)
+    return data_uri(figure)
+
+
+def hacking_figure(histories: dict[str, list[dict]]) -> str:
+    """Each evaluated epoch as a point (held-out reward, oracle alignment), joined in epoch order.
+
+    Real progress moves up; reward hacking moves right and down."""
+    figure, ax = plt.subplots(figsize=(6.4, 4.6))
+    for method, history in histories.items():
+        judged = [h for h in history if "eval/reward_mean" in h and "eval/oracle_alignment" in h]
+        if not judged:
+            continue
+        x, y = [h["eval/reward_mean"] for h in judged], [h["eval/oracle_alignment"] for h in judged]
+        ax.plot(x, y, marker="o", ms=5, color=METHOD_COLORS.get(method), label=method)
+        for h, xi, yi in zip(judged, x, y):
+            ax.annotate(str(h["epoch"]), (xi, yi), textcoords="offset points", xytext=(4, 4), fontsize=8)
+    ax.set(xlabel="mean learned reward on held-out prompts (logit)", ylabel="oracle alignment on held-out prompts",
+           title="Reward against oracle alignment, labelled by epoch")
+    ax.legend(fontsize=8)
     return data_uri(figure)

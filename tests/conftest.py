@@ -1,4 +1,4 @@
-"""Shared fixtures of the labeling tests (names start with `labeling_` so other suites can add theirs)."""
+"""Shared helpers and fixtures: the labeling tests' (names start with `labeling_`) and the quick demo."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import socket
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
@@ -120,3 +121,25 @@ def labeling_accounts(tmp_path: Path) -> Path:
     add_rater(accounts, ADMIN, ADMIN_PASSWORD, admin=True)
     add_rater(accounts, "bob")
     return accounts
+
+
+@dataclass
+class DemoRun:
+    out: Path
+    stdout: str
+    seconds: float
+
+
+@pytest.fixture(scope="session")
+def quick_demo_run(tmp_path_factory) -> DemoRun:
+    """`t2i-align demo --quick`, once per test session, as a user runs it."""
+    out = tmp_path_factory.mktemp("demo") / "quick"
+    began = time.perf_counter()
+    result = subprocess.run([*ALIGN_CLI, "demo", "--quick", "--out", str(out)], capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    return DemoRun(out, result.stdout, time.perf_counter() - began)
+
+
+@pytest.fixture(scope="session")
+def quick_demo(quick_demo_run) -> Path:
+    return quick_demo_run.out

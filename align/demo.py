@@ -1,0 +1,172 @@
+"""`t2i-align demo`: the whole human-feedback loop on the shapes world, one stage at a time.
+
+Each stage is one of the project's own commands, run exactly as a user would run it (the
+command is printed), writing into its own folder of OUT. A stage whose output is complete is
+reused on a rerun; an interrupted one is completed (`--resume`), never silently redone or
+overwritten. Fine-tuning runs in a child process so that accelerate owns that process.
+
+    OUT/round1/{train,heldout}   baseline images, their ratings (labels.db), held-out evaluation
+    OUT/round1/labels.parquet    exported round-1 ratings
+    OUT/reward-r1, OUT/reward-r2 reward models of round 1 and of rounds 1 + 2
+    OUT/ddpo, OUT/rwr            fine-tuning runs (LoRA in final/)
+    OUT/eval/{ddpo,rwr}-heldout  the fine-tuned models on the held-out prompts, same seeds as the baseline
+    OUT/round2/train             the DDPO model's images of the training prompts, rated
+    OUT/summary.json, OUT/report.html
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from align.cli import default_config, main as cli
+from align.demo_config import DemoConfig
+from align.errors import BadInput
+
+STAGES = ("baseline images", "round-1 ratings", "round-1 reward", "baseline evaluation", "DDPO", "RWR",
+          "fine-tuned evaluation", "round 2", "summary and report")
+
+
+class Demo:
+    def __init__(self, config: DemoConfig, out: Path):
+        self.config, self.out = config, out
+        self.timings_file = out / "stage_seconds.json"
+        self.timings = json.loads(self.timings_file.read_text()) if self.timings_file.is_file() else {}
+
+    def run(self) -> Path:
+        began = time.perf_counter()
+        for number, (name, stage) in enumerate(zip(STAGES, self._stages()), start=1):
+            print(f"\n== stage {number}/{len(STAGES)}: {name}", flush=True)
+            start = time.perf_counter()
+            worked = stage()
+            if worked:
+                self.timings[name] = round(time.perf_counter() - start, 1)
+                self.timings_file.write_text(json.dumps(self.timings, indent=2))
+            print(f"   {name}: {'done in %.0f s' % self.timings[name] if worked else 'reused from an earlier run'}", flush=True)
+        print(f"\ndemo finished in {time.perf_counter() - began:.0f} s")
+        return self.out / "report.html"
+
+    def _stages(self):
+        return (self.baseline_images, self.round1_ratings, self.round1_reward, self.baseline_evaluation,
+                self.ddpo, self.rwr, self.finetuned_evaluation, self.round2, self.summary_and_report)
+
+    # -- the stages: each returns whether it did any work --------------------------------------
+
+    def baseline_images(self) -> bool:
+        c = self.config
+        a = self._generate(self.out / "round1/train", "train", c.train_images_per_prompt, c.train_seed)
+        b = self._generate(self.out / "round1/heldout", "heldout", c.heldout_images_per_prompt, c.heldout_seed)
+        return a or b
+
+    def round1_ratings(self) -> bool:
+        c = self.config
+        a = self._rate(self.out / "round1/train", c.train_overlap, seed=0)
+        b = self._rate(self.out / "round1/heldout", c.heldout_overlap, seed=1)
+        e = self._export(self.out / "round1/labels.parquet", [self.out / "round1/train", self.out / "round1/heldout"])
+        return a or b or e
+
+    def round1_reward(self) -> bool:
+        return self._train_reward(self.out / "reward-r1", self.out / "round1/labels.parquet")
+
+    def baseline_evaluation(self) -> bool:
+        return self._evaluate(self.out / "round1/heldout")
+
+    def ddpo(self) -> bool:
+        return self._finetune("ddpo", self.config.ddpo)
+
+    def rwr(self) -> bool:
+        return self._finetune("rwr", self.config.rwr)
+
+    def finetuned_evaluation(self) -> bool:
+        c, worked = self.config, False
+        for method in ("ddpo", "rwr"):
+            run = self.out / f"eval/{method}-heldout"
+            worked |= self._generate(run, "heldout", c.heldout_images_per_prompt, c.heldout_seed, lora=self.out / method / "final")
+            worked |= self._evaluate(run)
+        return worked
+
+    def round2(self) -> bool:
+        """As in iterative RLHF: rate the DDPO model's images, retrain the reward on both rounds."""
+        c = self.config
+        run = self.out / "round2/train"
+        worked = self._generate(run, "train", c.round2_images_per_prompt, c.round2_seed, lora=self.out / "ddpo/final")
+        worked |= self._rate(run, c.train_overlap, seed=2)
+        labels = self.out / "round2/labels.parquet"
+        worked |= self._export(labels, [self.out / "round1/train", self.out / "round1/heldout", run])
+        worked |= self._train_reward(self.out / "reward-r2", labels)
+        return worked
+
+    def summary_and_report(self) -> bool:
+        from align.demo_report import write_demo_report
+        from align.demo_summary import write_summary
+
+        report = self.out / "report.html"
+        if report.is_file():
+            return False
+        write_summary(self.out, self.config, self.timings)
+        write_demo_report(self.out, report)
+        return True
+
+    # -- the project's commands, as a user would type them -------------------------------------
+
+    def _command(self, *argv: str) -> None:
+        print("   $ t2i-align " + " ".join(argv), flush=True)
+        code = cli(list(argv))
+        if code:
+            raise BadInput(f"the demo stopped: `t2i-align {argv[0]}` failed (exit {code}); fix the cause above and rerun the demo to continue")
+
+    def _generate(self, run: Path, prompts: str, per_prompt: int, seed: int, lora: Path | None = None) -> bool:
+        if _generated(run):
+            return False
+        self._command("generate", "--out", str(run), "--resume", f"model={self.config.model}", f"prompts={prompts}",
+                      f"images_per_prompt={per_prompt}", f"seed={seed}", *([f"lora={lora}"] if lora else []), *self.config.generate)
+        return True
+
+    def _rate(self, run: Path, overlap: int, seed: int) -> bool:
+        from labeling_app.store import open_run_store
+
+        if (run / "labels.db").is_file() and open_run_store(run).progress("").remaining == 0:
+            return False
+        c = self.config
+        self._command("simulate-raters", str(run), "--raters", str(c.raters), "--noise", str(c.noise),
+                      "--overlap", str(overlap), "--seed", str(seed))
+        return True
+
+    def _export(self, labels: Path, runs: list[Path]) -> bool:
+        if labels.is_file():
+            return False
+        self._command("export", *map(str, runs), "--out", str(labels))
+        return True
+
+    def _train_reward(self, model: Path, labels: Path) -> bool:
+        if (model / "metrics.json").is_file():
+            return False
+        partial = ["--overwrite"] if model.exists() else []  # an interrupted training left no finished model
+        self._command("train-reward", "--labels", str(labels), "--out", str(model), *partial, *self.config.reward)
+        return True
+
+    def _evaluate(self, run: Path) -> bool:
+        if (run / "metrics.json").is_file():
+            return False
+        self._command("evaluate", "--run", str(run))
+        return True
+
+    def _finetune(self, method: str, overrides: list[str]) -> bool:
+        out = self.out / method
+        if (out / "metrics.json").is_file():
+            return False
+        argv = ["finetune", "--config", default_config(f"shapes/{method}.yaml"), "--out", str(out),
+                *(["--resume"] if (out / "checkpoints").is_dir() else []),
+                f"model={self.config.model}", f"reward.path={self.out / 'reward-r1'}", *overrides]
+        print("   $ t2i-align " + " ".join(argv), flush=True)
+        if subprocess.run([sys.executable, "-m", "align.cli", *argv]).returncode:
+            raise BadInput(f"the demo stopped: `t2i-align finetune` ({method}) failed; fix the cause above and rerun the demo to continue")
+        return True
+
+
+def _generated(run: Path) -> bool:
+    """`generate` writes samples.parquet after its last image."""
+    return (run / "samples.parquet").is_file()

@@ -1,0 +1,35 @@
+"""The `demo` config: how many images each stage draws and rates, and each stage's own overrides."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from align.errors import BadInput
+
+
+@dataclass
+class DemoConfig:
+    model: str = "shapes-tiny-sd"
+    train_images_per_prompt: int = 6
+    heldout_images_per_prompt: int = 5
+    round2_images_per_prompt: int = 2
+    train_seed: int = 0
+    heldout_seed: int = 1000
+    round2_seed: int = 500_000
+    raters: int = 3
+    noise: float = 0.1
+    train_overlap: int = 1
+    heldout_overlap: int = 2  # held-out samples rated by two raters, so agreement can be measured
+    generate: list[str] = field(default_factory=list)  # overrides for every `generate`
+    reward: list[str] = field(default_factory=list)  # overrides for both `train-reward` runs
+    ddpo: list[str] = field(default_factory=list)  # overrides of configs/shapes/ddpo.yaml
+    rwr: list[str] = field(default_factory=list)  # overrides of configs/shapes/rwr.yaml
+
+    def check(self) -> None:
+        counts = (self.train_images_per_prompt, self.heldout_images_per_prompt, self.round2_images_per_prompt)
+        if min(counts) < 1:
+            raise BadInput("train_images_per_prompt, heldout_images_per_prompt and round2_images_per_prompt must be at least 1")
+        if not 1 <= self.train_overlap <= self.raters or not 1 <= self.heldout_overlap <= self.raters:
+            raise BadInput(f"train_overlap and heldout_overlap must be between 1 and raters ({self.raters})")
+        if not 0 <= self.noise <= 1:
+            raise BadInput(f"noise is a probability between 0 and 1, got {self.noise}")

@@ -1,0 +1,115 @@
+"""OUT/summary.json of a demo run: every headline number, each with the file it comes from.
+
+Baseline, RWR and DDPO are compared on the same held-out prompts and seeds: oracle alignment
+and CLIP score from each run's metrics.json, mean round-1 reward and fidelity computed here.
+Reward tracking is the ROC-AUC of a reward model against the oracle's verdict on one model's
+held-out images: does the reward still rank the images the way the oracle does?
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+from dataclasses import asdict
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from align.demo_config import DemoConfig
+from align.evaluate import load_images
+from align.rundir import read_samples
+from labeling_app.agreement import krippendorff_alpha_nominal, pairwise_agreement
+from reward_models.metrics import roc_auc
+from reward_models.reward_model import RewardModel
+
+MODELS = {"baseline": ("round1/heldout", None), "rwr": ("eval/rwr-heldout", "rwr/final"), "ddpo": ("eval/ddpo-heldout", "ddpo/final")}
+CATEGORIES = ("overall", "count", "color", "background", "combination")
+GAP_TARGET = 0.30
+
+
+def write_summary(out: Path, config: DemoConfig, timings: dict) -> dict:
+    from align.fidelity import FidelityMeter
+
+    runs = {name: _HeldoutRun(out / run) for name, (run, _) in MODELS.items()}
+    rewards = {r: RewardModel.from_pretrained(out / r) for r in ("reward-r1", "reward-r2")}
+    fidelity = FidelityMeter("shapes-tiny-clip", "cpu", runs["baseline"].prompts, config.heldout_seed)
+    models = {}
+    for name, (run, lora) in MODELS.items():
+        held = runs[name]
+        models[name] = {"run": run, "lora": lora, "images": len(held.prompts), **held.oracle_and_clip(),
+                        "reward_mean": float(held.rewards(rewards["reward-r1"]).mean()),
+                        "fidelity_frechet": fidelity(held.images)}
+    base = models["baseline"]["oracle"]["overall"]
+    gap_closed = {m: (models[m]["oracle"]["overall"] - base) / (1 - base) for m in ("rwr", "ddpo")}
+    tracking = {"round1_on_baseline": runs["baseline"].tracking(rewards["reward-r1"]),
+                "round1_on_ddpo": runs["ddpo"].tracking(rewards["reward-r1"]),
+                "round2_on_ddpo": runs["ddpo"].tracking(rewards["reward-r2"])}
+    labels1, labels2 = pd.read_parquet(out / "round1/labels.parquet"), pd.read_parquet(out / "round2/labels.parquet")
+    summary = {
+        "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "machine": f"{platform.machine()}, {_cores()} CPU cores, {platform.system()}",
+        "config": asdict(config),
+        "models": models,
+        "gap_closed": gap_closed,
+        "reward_tracking": tracking,
+        "agreement": _agreement(labels1[labels1["split"] == "heldout"]),
+        "ratings": {"round1_train": int((labels1["split"] == "train").sum()),
+                    "round1_heldout": int((labels1["split"] == "heldout").sum()),
+                    "round2_train": len(labels2) - len(labels1)},
+        "targets": {
+            "ddpo_gap_closed": {"value": gap_closed["ddpo"], "target": GAP_TARGET, "met": gap_closed["ddpo"] >= GAP_TARGET},
+            "round2_tracking": {"value": tracking["round2_on_ddpo"], "target": tracking["round1_on_baseline"],
+                                "met": _at_least(tracking["round2_on_ddpo"], tracking["round1_on_baseline"])},
+        },
+        "stage_seconds": timings,
+        "sources": {
+            "oracle alignment, parseable, CLIP score": "<run>/metrics.json (per image: <run>/scores.parquet)",
+            "mean reward, reward tracking": "reward-r1/, reward-r2/ applied to <run>/images",
+            "fidelity": "<run>/images against clean renders of the same prompts (align/fidelity.py)",
+            "agreement, ratings": "round1/labels.parquet, round2/labels.parquet",
+            "training curves": "ddpo/metrics.json, rwr/metrics.json (history)",
+        },
+    }
+    (out / "summary.json").write_text(json.dumps(summary, indent=2))
+    return summary
+
+
+class _HeldoutRun:
+    """One model's evaluated held-out run: its images, prompts and the oracle's verdicts."""
+
+    def __init__(self, run: Path):
+        self.run = run
+        samples = read_samples(run).sort_values("id")
+        scores = pd.read_parquet(run / "scores.parquet").set_index("id").loc[samples["id"]]
+        self.prompts = list(samples["prompt"])
+        self.images = load_images(run, samples)
+        self.aligned = scores["aligned"].to_numpy(dtype=float)
+
+    def oracle_and_clip(self) -> dict:
+        metrics = json.loads((self.run / "metrics.json").read_text())
+        alignment = metrics["oracle"]["alignment"]["all"]
+        oracle = {c: alignment.get(c) for c in CATEGORIES} | {"parseable": metrics["oracle"]["parseable"]}
+        return {"oracle": oracle, "clip_score": metrics["clip_score"]["mean"]}
+
+    def rewards(self, model: RewardModel) -> np.ndarray:
+        return model(self.images, self.prompts).cpu().numpy()
+
+    def tracking(self, model: RewardModel) -> float | None:
+        return roc_auc(self.rewards(model), self.aligned)
+
+
+def _agreement(ratings: pd.DataFrame) -> dict:
+    units = [list(group["label"]) for _, group in ratings.groupby(["run_dir", "sample_id"]) if len(group) > 1]
+    return {"krippendorff_alpha": krippendorff_alpha_nominal(units), "pairwise": pairwise_agreement(units), "samples": len(units)}
+
+
+def _at_least(value: float | None, target: float | None) -> bool:
+    return value is not None and target is not None and value >= target
+
+
+def _cores() -> int:
+    import os
+
+    return len(os.sched_getaffinity(0))

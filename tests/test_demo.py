@@ -1,0 +1,86 @@
+"""`t2i-align demo --quick` end to end: the files and numbers it writes, reuse on a rerun, bad input."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+
+import pandas as pd
+import pytest
+
+from align.demo import STAGES
+from align.prompts import load_prompts
+from conftest import ALIGN_CLI
+
+QUICK_DEMO_SECONDS = 180
+
+
+def test_quick_demo_finishes_within_three_minutes(quick_demo_run):
+    assert quick_demo_run.seconds <= QUICK_DEMO_SECONDS, f"the quick demo took {quick_demo_run.seconds:.0f} s"
+    out = quick_demo_run.out
+    assert f"report: {(out / 'report.html').resolve()}" in quick_demo_run.stdout
+    assert f"t2i-align label {out / 'round1/train'}" in quick_demo_run.stdout
+    assert quick_demo_run.stdout.count("== stage ") == len(STAGES)
+
+
+def test_quick_demo_writes_every_stage_output(quick_demo):
+    for path in ["round1/train/samples.parquet", "round1/train/labels.db", "round1/heldout/metrics.json",
+                 "round1/labels.parquet", "reward-r1/model.safetensors", "reward-r2/model.safetensors",
+                 "ddpo/final", "rwr/final", "eval/ddpo-heldout/metrics.json", "eval/rwr-heldout/metrics.json",
+                 "round2/train/labels.db", "round2/labels.parquet", "summary.json", "report.html", "stage_seconds.json"]:
+        assert (quick_demo / path).exists(), path
+
+
+def test_quick_demo_summary_numbers_come_from_its_files(quick_demo):
+    summary = json.loads((quick_demo / "summary.json").read_text())
+    train, heldout = len(load_prompts("train")), len(load_prompts("heldout"))
+    assert summary["ratings"] == {"round1_train": train, "round1_heldout": 2 * heldout, "round2_train": train}
+    assert summary["agreement"]["samples"] == heldout
+    for name, model in summary["models"].items():
+        assert model["images"] == heldout, name
+        assert all(0 <= v <= 1 for v in model["oracle"].values() if v is not None), name
+        metrics = json.loads((quick_demo / model["run"] / "metrics.json").read_text())
+        assert model["oracle"]["overall"] == metrics["oracle"]["alignment"]["all"]["overall"]
+        assert model["clip_score"] == metrics["clip_score"]["mean"]
+    scores = pd.read_parquet(quick_demo / "eval/ddpo-heldout/scores.parquet")
+    assert summary["models"]["ddpo"]["oracle"]["overall"] == pytest.approx(scores["aligned"].mean())
+    base = summary["models"]["baseline"]["oracle"]["overall"]
+    ddpo = summary["models"]["ddpo"]["oracle"]["overall"]
+    assert summary["gap_closed"]["ddpo"] == pytest.approx((ddpo - base) / (1 - base))
+    assert summary["targets"]["ddpo_gap_closed"]["met"] == (summary["gap_closed"]["ddpo"] >= 0.30)
+    for auc in summary["reward_tracking"].values():
+        assert 0 <= auc <= 1
+    assert list(summary["stage_seconds"]) == list(STAGES[:-1])  # written during the last stage
+    assert list(json.loads((quick_demo / "stage_seconds.json").read_text())) == list(STAGES)
+
+
+def test_rerun_reuses_every_stage_and_changes_no_file(quick_demo):
+    before = {p: p.stat().st_mtime_ns for p in quick_demo.rglob("*") if p.is_file()}
+    result = subprocess.run([*ALIGN_CLI, "demo", "--quick", "--out", str(quick_demo)], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.count("reused from an earlier run") == len(STAGES)
+    assert {p: p.stat().st_mtime_ns for p in quick_demo.rglob("*") if p.is_file()} == before
+
+
+def test_another_config_in_the_same_directory_is_refused(quick_demo):
+    before = (quick_demo / "demo.yaml").read_text()
+    result = subprocess.run([*ALIGN_CLI, "demo", "--quick", "--out", str(quick_demo), "raters=2", "heldout_overlap=1"],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2
+    assert "another config" in result.stderr
+    assert (quick_demo / "demo.yaml").read_text() == before
+
+
+@pytest.mark.parametrize("override, sentence", [
+    ("train_overlap=4", "between 1 and raters"),
+    ("noise=1.5", "probability"),
+    ("heldout_images_per_prompt=0", "at least 1"),
+    ("ddpo_steps=3", "ddpo_steps"),
+])
+def test_bad_demo_config_is_one_sentence_and_exit_2(tmp_path, override, sentence):
+    result = subprocess.run([*ALIGN_CLI, "demo", "--quick", "--out", str(tmp_path / "demo"), override],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2
+    assert sentence in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "demo").exists()
