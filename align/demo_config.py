@@ -10,7 +10,7 @@ from align.errors import BadInput
 @dataclass
 class DemoConfig:
     model: str = "shapes-tiny-sd"
-    train_images_per_prompt: int = 6
+    train_images_per_prompt: int = 4
     heldout_images_per_prompt: int = 5
     round2_images_per_prompt: int = 2
     train_seed: int = 0
@@ -18,7 +18,7 @@ class DemoConfig:
     round2_seed: int = 500_000
     raters: int = 3
     noise: float = 0.1
-    train_overlap: int = 1
+    train_overlap: int = 2
     heldout_overlap: int = 2  # held-out samples rated by two raters, so agreement can be measured
     generate: list[str] = field(default_factory=list)  # overrides for every `generate`
     reward: list[str] = field(default_factory=list)  # overrides for both `train-reward` runs

@@ -168,7 +168,7 @@ def _from_labels(path: Path) -> tuple[list[str], torch.Tensor, torch.Tensor]:
     for image_path in per_image["image_path"]:
         try:
             with Image.open(image_path) as image:
-                images.append(torch.from_numpy(np.asarray(image.convert("RGB").resize((64, 64)))).permute(2, 0, 1).float() / 255)
+                images.append(torch.from_numpy(np.array(image.convert("RGB").resize((64, 64)))).permute(2, 0, 1).float() / 255)
         except OSError:
             raise BadInput(f"image {image_path} listed in {path} is missing or corrupt") from None
     return list(per_image["prompt"]), torch.stack(images), torch.tensor(per_image["label"].to_numpy())
