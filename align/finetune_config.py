@@ -82,6 +82,7 @@ class EvalSettings:
 @dataclass
 class FinetuneConfig:
     method: Literal["rwr", "ddpo"] = "ddpo"
+    backend: Literal["t2i-align", "trl"] = "t2i-align"  # trl: DDPO through TRL 0.23's DDPOTrainer (align/ddpo_trl.py)
     model: str = "shapes-tiny-sd"
     prompts: str = "train"
     seed: int = 0
@@ -123,8 +124,26 @@ class FinetuneConfig:
                     f"{s.batches_per_epoch} batches) must be divisible by train.batch_size {t.batch_size} x "
                     f"train.accumulation {t.accumulation} x {processes} processes = {per_step}"
                 )
+        if self.backend == "trl":
+            self._check_trl()
         if self.method == "rwr" and self.rwr.source == "labels" and not self.rwr.labels:
             raise BadInput("rwr.source: labels needs rwr.labels, a labels.parquet from `t2i-align export`")
+
+    def _check_trl(self) -> None:
+        from importlib.metadata import PackageNotFoundError, version
+
+        if self.method != "ddpo":
+            raise BadInput("backend: trl runs DDPO only (TRL's DDPOTrainer); use method: ddpo or backend: t2i-align")
+        if self.train.kl_coef:
+            raise BadInput("backend: trl has no KL penalty; set train.kl_coef=0 or use backend: t2i-align")
+        if self.lora.enabled and (self.lora.rank, self.lora.alpha, sorted(self.lora.targets)) != (4, 4.0, sorted(LoraSettings().targets)):
+            raise BadInput("backend: trl uses TRL's fixed LoRA (rank 4, alpha 4, to_q/to_k/to_v/to_out.0); set lora.rank=4 lora.alpha=4")
+        try:
+            trl = version("trl")
+        except PackageNotFoundError:
+            trl = None
+        if not trl or not trl.startswith("0.23."):
+            raise BadInput(f"backend: trl needs TRL 0.23 (found {trl or 'none'}): pip install 't2i-align[trl]'")
 
     def ddpo_train_timesteps(self) -> int:
         return max(1, int(self.sampling.steps * self.train.timestep_fraction))

@@ -36,6 +36,10 @@ def run(args) -> None:
     out = Path(args.out)
     # Everything that can refuse does so before anything is written.
     config.check(state.num_processes)
+    if args.resume and config.backend == "trl":
+        from align.errors import BadInput
+
+        raise BadInput("backend: trl keeps no checkpoints to resume from; rerun into a new --out")
     resume_from = checkpoints.prepare_output(out, config, args.resume)
     if config.method == "rwr" and config.rwr.source == "labels":
         from align.rwr import read_labels
@@ -44,7 +48,9 @@ def run(args) -> None:
     needs_reward = not (config.method == "rwr" and config.rwr.source == "labels" and not config.reward.path)
     reward_fn = make_reward_fn(config.reward, state.device) if needs_reward else None
     state.wait_for_everyone()
-    if config.method == "ddpo":
+    if config.backend == "trl":
+        from align.ddpo_trl import train
+    elif config.method == "ddpo":
         from align.ddpo import train
     else:
         from align.rwr import train
