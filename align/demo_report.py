@@ -67,15 +67,20 @@ def _headline(summary: dict) -> str:
     for method, label in (("ddpo", "DDPO"), ("rwr", "RWR")):
         sentences.append(_gap_sentence(label, models[method]["oracle"]["overall"], summary["gap_closed"][method], goal))
     sentences.append(_tracking_sentence(targets["round2_tracking"]))
-    if summary.get("quick"):
-        sentences.append("This is a <code>--quick</code> run (few images, few epochs): differences of a few points"
-                         " are within noise.")
+    sentences.append(_noise_sentence(models["baseline"]))
     return ("<h1>Human feedback on the shapes world</h1><p class='lead'>The demo rates a tiny text-to-image"
             " model's images with simulated raters, trains a reward model on the ratings, fine-tunes the model"
             " against that reward with DDPO and with reward-weighted regression (RWR), and rates once more.</p>"
             f"<h2>Headline</h2><p>{' '.join(sentences)}</p><p>Gap closed = (fine-tuned − baseline) / (1 − baseline)"
             " of held-out oracle alignment: the share of the way to perfect alignment.</p>"
             + _source("summary.json (models, gap_closed, targets)"))
+
+
+def _noise_sentence(baseline: dict) -> str:
+    """Two standard errors of a difference of two alignment rates over this many images each."""
+    p, n = baseline["oracle"]["overall"], baseline["images"]
+    return (f"With {n} held-out images per model, differences in overall alignment smaller than about"
+            f" {200 * math.sqrt(2 * p * (1 - p) / n):.1f} points are within sampling noise (two standard errors).")
 
 
 def _gap_sentence(label: str, alignment: float, closed: float, goal: float) -> str:
@@ -188,7 +193,8 @@ def _training_curves(demo_dir: Path, histories: dict[str, list[dict]]) -> str:
         " draws none), dashed on held-out prompts at the epochs the run evaluated (epoch 0 is before any"
         " training). Right: oracle alignment on the held-out prompts at the same evaluations. A reward that"
         " climbs while alignment stays flat is a reward the model learned to please without following prompts"
-        " better.</p>"
+        " better. These in-training evaluations draw one image per held-out prompt, so they are noisier than"
+        " the table above; the alignment axis is zoomed to their range.</p>"
         f"<img alt='training curves' src='{training_curves_figure(histories)}'>" + grid_table
         + _source("ddpo/metrics.json (history)", "rwr/metrics.json (history)", "ddpo/grids/", "rwr/grids/")
     )
@@ -275,7 +281,7 @@ def _provenance(demo_dir: Path, summary: dict) -> str:
     return (
         f"<h2>Provenance</h2><p>Demo directory <code>{html.escape(str(demo_dir.resolve()))}</code>; summary written"
         f" {html.escape(summary['created_at'])} on {html.escape(summary['machine'])}"
-        f"{' (--quick)' if summary.get('quick') else ''}. Stages reused from an earlier run keep their first"
+        ". Stages reused from an earlier run keep their first"
         f" timing.</p><table><tr><th>stage</th><th>seconds</th></tr>{stages}<tr><td><b>total</b></td>"
         f"<td><b>{sum(timings.values()):.0f}</b></td></tr></table><p>Where each number comes from (paths relative to"
         f" the demo directory):</p><table><tr><th>numbers</th><th>file</th></tr>{sources}</table>{config}"

@@ -79,7 +79,6 @@ def png_uri(path) -> str:
         return "data:image/png;base64," + base64.b64encode(file.read()).decode()
 
 
-
 def training_curves_figure(histories: dict[str, list[dict]]) -> str:
     """Per fine-tuning method: the reward per epoch (of the epoch's training samples where the method
     draws any, and on held-out prompts where evaluated), and held-out oracle alignment."""
@@ -92,7 +91,7 @@ def training_curves_figure(histories: dict[str, list[dict]]) -> str:
             if points:
                 ax.plot(*zip(*points), style, marker="o", ms=4, color=METHOD_COLORS.get(method), label=f"{method}, {what}")
     left.set(xlabel="epoch", ylabel="mean learned reward (logit)", title="Reward")
-    right.set(xlabel="epoch", ylabel="oracle alignment", ylim=(0, 1), title="Oracle alignment")
+    right.set(xlabel="epoch", ylabel="oracle alignment", title="Oracle alignment")
     for ax in (left, right):
         ax.legend(fontsize=8)
     return data_uri(figure)
