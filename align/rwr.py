@@ -141,15 +141,16 @@ def _clean_batch(pipeline, prompts, size: int, rng: random.Random) -> tuple[torc
 def build_dataset(config: FinetuneConfig, pipeline, reward_fn, accelerator) -> dict:
     """{"latents", "weights", "prompts"}: from human labels, or from fresh samples and their reward."""
     if config.rwr.source == "labels":
-        prompts, images, weights = _from_labels(Path(config.rwr.labels))
+        prompts, images, weights = _from_labels(Path(config.rwr.labels), config.prompts)
     else:
         prompts, images, weights = _from_samples(config, pipeline, reward_fn, accelerator)
     latents = torch.cat([_encode(pipeline, images[i : i + 64]) for i in range(0, len(images), 64)])
     return {"latents": latents.cpu(), "weights": weights.float(), "prompts": prompts}
 
 
-def read_labels(path: Path) -> pd.DataFrame:
-    """One row per rated image: image_path, prompt, and the share of thumbs up (several raters)."""
+def read_labels(path: Path, prompts: str) -> pd.DataFrame:
+    """One row per rated image of the fine-tuning prompts: image_path, prompt, and the share of
+    thumbs up (several raters). Ratings of other prompts (a held-out split) are left out."""
     if not path.is_file():
         raise BadInput(f"labels file {path} does not exist")
     try:
@@ -159,11 +160,15 @@ def read_labels(path: Path) -> pd.DataFrame:
     missing = {"prompt", "image_path", "label"} - set(labels.columns)
     if missing or labels.empty:
         raise BadInput(f"labels file {path} must hold rows with prompt, image_path and label columns")
+    wanted = {p.text for p in load_prompts(prompts)}
+    labels = labels[labels["prompt"].isin(wanted)]
+    if labels.empty:
+        raise BadInput(f"labels file {path} holds no ratings of the fine-tuning prompts (prompts: {prompts})")
     return labels.groupby(["image_path", "prompt"], sort=True)["label"].mean().reset_index()
 
 
-def _from_labels(path: Path) -> tuple[list[str], torch.Tensor, torch.Tensor]:
-    per_image = read_labels(path)
+def _from_labels(path: Path, prompts: str) -> tuple[list[str], torch.Tensor, torch.Tensor]:
+    per_image = read_labels(path, prompts)
     images = []
     for image_path in per_image["image_path"]:
         try:

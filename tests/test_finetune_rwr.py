@@ -15,6 +15,7 @@ from align.shapes.prompts import parse_prompt, scene_for
 from align.shapes.world import render
 
 RWR = default_config("shapes/rwr.yaml")
+HELDOUT_PROMPT = "a triangle on a white background"
 SMALL = ["epochs=2", "train.batch_size=4", "rwr.pretrain_batch_size=2", "prompts=heldout", "rwr.images_per_prompt=1"]
 
 
@@ -22,7 +23,7 @@ SMALL = ["epochs=2", "train.batch_size=4", "rwr.pretrain_batch_size=2", "prompts
 def labels(tmp_path):
     """A labels.parquet as `t2i-align export` writes it: two raters per image, renders as images."""
     rows = []
-    for i, prompt in enumerate(["a blue square", "two red circles", "four diamonds", "a triangle on a white background"] * 2):
+    for i, prompt in enumerate(["a blue square", "two circles", "four diamonds", HELDOUT_PROMPT] * 2):
         path = tmp_path / f"{i}.png"
         render(scene_for(parse_prompt(prompt), random.Random(i))).save(path)
         for rater in ("ann", "bob"):
@@ -33,9 +34,10 @@ def labels(tmp_path):
 
 def test_rwr_from_human_labels(tmp_path, labels):
     out = tmp_path / "run"
-    assert main(["finetune", "--config", RWR, "--out", str(out), *quick(tmp_path, *SMALL, "rwr.source=labels", f"rwr.labels={labels}")]) == 0
+    assert main(["finetune", "--config", RWR, "--out", str(out), *quick(tmp_path, *SMALL, "prompts=train", "rwr.source=labels", f"rwr.labels={labels}")]) == 0
     dataset = torch.load(out / "rwr_dataset.pt")
-    assert len(dataset["prompts"]) == 8 and sorted(set(dataset["weights"].tolist())) == [0.5, 1.0]  # share of thumbs up
+    assert len(dataset["prompts"]) == 6 and HELDOUT_PROMPT not in dataset["prompts"]  # only the training prompts' ratings
+    assert sorted(set(dataset["weights"].tolist())) == [0.5, 1.0]  # share of thumbs up
     history = summary(out)["history"]
     assert all(h["train/pretrain_loss"] > 0 and h["train/weighted_loss"] > 0 for h in history if "train/loss" in h)
     assert (out / "final" / "pytorch_lora_weights.safetensors").is_file()
@@ -52,3 +54,14 @@ def test_rwr_from_rewards_then_generate_with_the_lora(tmp_path):
     assert main(["generate", "--out", str(base), f"prompts={prompt_file}", "sampling.steps=3"]) == 0
     assert main(["generate", "--out", str(tuned), f"prompts={prompt_file}", "sampling.steps=3", f"lora={out / 'final'}"]) == 0
     assert (base / "images/000000.png").read_bytes() != (tuned / "images/000000.png").read_bytes()
+
+
+def test_labels_without_ratings_of_the_fine_tuning_prompts_are_refused(tmp_path, labels, capsys):
+    heldout_only = tmp_path / "heldout_only.parquet"
+    frame = pd.read_parquet(labels)
+    frame[frame["prompt"] == HELDOUT_PROMPT].to_parquet(heldout_only)
+    out = tmp_path / "run"
+    args = quick(tmp_path, *SMALL, "prompts=train", "rwr.source=labels", f"rwr.labels={heldout_only}")
+    assert main(["finetune", "--config", RWR, "--out", str(out), *args]) == 2
+    assert "no ratings of the fine-tuning prompts" in capsys.readouterr().err
+    assert not out.exists()

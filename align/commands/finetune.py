@@ -44,7 +44,7 @@ def run(args) -> None:
     if config.method == "rwr" and config.rwr.source == "labels":
         from align.rwr import read_labels
 
-        read_labels(Path(config.rwr.labels))
+        read_labels(Path(config.rwr.labels), config.prompts)
     needs_reward = not (config.method == "rwr" and config.rwr.source == "labels" and not config.reward.path)
     reward_fn = make_reward_fn(config.reward, state.device) if needs_reward else None
     state.wait_for_everyone()
