@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q -e '.[dev]'
 	touch $(STAMP)
 
-# The whole loop on the shapes world (about 20 minutes on 2 cores); a rerun reuses finished stages.
+# The whole loop on the shapes world (about 15 minutes on 2 cores); a rerun reuses finished stages.
 demo: $(STAMP)
 	$(CLI) demo --out $(RUN)
 
