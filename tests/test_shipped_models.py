@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import re
+import subprocess
+import sys
+from pathlib import Path
+
 import open_clip
 import torch
 from diffusers import StableDiffusionPipeline
@@ -77,3 +82,12 @@ def test_tiny_clip_prefers_the_true_caption():
         similarity = clip.encode_image(images, normalize=True) @ clip.encode_text(tokenizer(prompts), normalize=True).T
     top1 = (similarity.argmax(dim=1) == torch.arange(len(prompts))).float().mean()
     assert top1 >= 0.5, f"top-1 {top1:.2f} over {len(prompts)} colour prompts"
+
+
+def test_vae_reconstructions_stay_readable():
+    """bench/vae_reconstruction.py runs; clean renders all parse and the VAE keeps most of them."""
+    bench = Path(__file__).resolve().parents[1] / "bench" / "vae_reconstruction.py"
+    result = subprocess.run([sys.executable, str(bench), "--images", "32"], capture_output=True, text=True, check=True)
+    shares = dict(re.findall(r"(clean renders|VAE reconstructions): parseable ([\d.]+)%", result.stdout))
+    assert float(shares["clean renders"]) == 100.0
+    assert float(shares["VAE reconstructions"]) >= 75.0, result.stdout
