@@ -34,5 +34,8 @@ test: $(STAMP)
 pretrain: $(STAMP)
 	$(PY) -m align.shapes.pretrain --out align/shapes/weights
 
+# The benches that need no inputs; embedding_cache.py and ddpo_vs_trl.py read a demo run (see README).
 bench: $(STAMP)
 	$(PY) bench/generation.py
+	$(PY) bench/labeling_latency.py
+	$(PY) bench/vae_reconstruction.py

@@ -1,6 +1,6 @@
 """Deterministic pretraining of the shipped tiny models on renders of training prompts.
 
-    python -m align.shapes.pretrain --out align/shapes/weights        # all stages, ~45 min on 2 cores
+    python -m align.shapes.pretrain --out align/shapes/weights        # all stages, ~51 min on 2 cores
     python -m align.shapes.pretrain --out DIR --stages unet           # redo one stage
 
 Stages, each on fresh renders of training-split prompts only (held-out combinations are
