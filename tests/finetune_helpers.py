@@ -29,5 +29,19 @@ def lora_weights(run: Path) -> dict[str, torch.Tensor]:
     return load_file(str(run / "final" / "pytorch_lora_weights.safetensors"))
 
 
+def assert_lora_changes_pipeline_images(run: Path) -> None:
+    """The run's final LoRA loads with diffusers' own `load_lora_weights` and changes what the pipeline draws."""
+    from diffusers import StableDiffusionPipeline
+
+    from align.models import resolve
+
+    pipe = StableDiffusionPipeline.from_pretrained(resolve(MODEL), safety_checker=None, requires_safety_checker=False)
+    pipe.set_progress_bar_config(disable=True)
+    draw = lambda: pipe("a blue square", num_inference_steps=3, generator=torch.Generator().manual_seed(0), output_type="pt").images
+    before = draw()
+    pipe.load_lora_weights(str(run / "final"))
+    assert (draw() - before).abs().max() > 1e-4
+
+
 def summary(run: Path) -> dict:
     return json.loads((run / "metrics.json").read_text())

@@ -7,10 +7,9 @@ import shutil
 
 import pytest
 import torch
-from finetune_helpers import MODEL, lora_weights, quick, summary
+from finetune_helpers import assert_lora_changes_pipeline_images, lora_weights, quick, summary
 
 from align.cli import default_config, main
-from align.models import resolve
 
 DDPO = default_config("shapes/ddpo.yaml")
 
@@ -47,14 +46,7 @@ def test_tensorboard_has_the_issue_s_metrics_and_a_grid(full_run):
 
 
 def test_lora_loads_into_a_stable_diffusion_pipeline_and_changes_its_images(full_run):
-    from diffusers import StableDiffusionPipeline
-
-    pipe = StableDiffusionPipeline.from_pretrained(resolve(MODEL), safety_checker=None, requires_safety_checker=False)
-    pipe.set_progress_bar_config(disable=True)
-    draw = lambda: pipe("a blue square", num_inference_steps=3, generator=torch.Generator().manual_seed(0), output_type="pt").images
-    before = draw()
-    pipe.load_lora_weights(str(full_run / "final"))
-    assert (draw() - before).abs().max() > 1e-4
+    assert_lora_changes_pipeline_images(full_run)
 
 
 def test_stopped_and_resumed_run_matches_the_uninterrupted_one(full_run, tmp_path):

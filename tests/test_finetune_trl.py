@@ -4,11 +4,9 @@ history and LoRA output around it; and what TRL's trainer lacks is refused up fr
 from __future__ import annotations
 
 import pytest
-import torch
-from finetune_helpers import MODEL, lora_weights, quick, summary
+from finetune_helpers import assert_lora_changes_pipeline_images, lora_weights, quick, summary
 
 from align.cli import default_config, main
-from align.models import resolve
 
 DDPO = default_config("shapes/ddpo.yaml")
 
@@ -33,16 +31,9 @@ def test_trl_run_keeps_this_project_s_history_log_and_tensorboard(trl_run):
 
 
 def test_trl_lora_was_trained_and_loads_into_a_stable_diffusion_pipeline(trl_run):
-    from diffusers import StableDiffusionPipeline
-
     weights = lora_weights(trl_run)
     assert any(v.abs().max() > 0 for k, v in weights.items() if "lora_B" in k or "lora.up" in k)
-    pipe = StableDiffusionPipeline.from_pretrained(resolve(MODEL), safety_checker=None, requires_safety_checker=False)
-    pipe.set_progress_bar_config(disable=True)
-    draw = lambda: pipe("a blue square", num_inference_steps=3, generator=torch.Generator().manual_seed(0), output_type="pt").images
-    before = draw()
-    pipe.load_lora_weights(str(trl_run / "final"))
-    assert (draw() - before).abs().max() > 1e-4
+    assert_lora_changes_pipeline_images(trl_run)
 
 
 @pytest.mark.parametrize("overrides, sentence", [
