@@ -25,7 +25,7 @@ from tqdm import tqdm
 from align import checkpoints
 from align.ddim_logprob import ddim_step_with_logprob, decode, guided_eps, sample_with_logprob
 from align.finetune_config import FinetuneConfig
-from align.finetune_monitor import Monitor, evaluate_and_record, record
+from align.finetune_monitor import Monitor, end_epoch, evaluate_and_record
 from align.finetune_setup import Counters, PromptEmbeddings, load_models, make_accelerator, make_optimizer, rank_checksums, run_logger, save_final, start
 from align.prompts import load_prompts
 from align.stat_tracking import PerPromptStatTracker
@@ -119,10 +119,7 @@ def train(config: FinetuneConfig, out: Path, reward_fn, resume_from: Path | None
             **{k: float(np.mean([st[k] for st in stats])) for k in stats[0]},
         }
         metrics = {k: float(accelerator.reduce(torch.tensor(v), "mean")) if k.startswith("train/") else v for k, v in metrics.items()}
-        if config.eval.every and counters.epoch % config.eval.every == 0 or counters.epoch == config.epochs:
-            evaluate_and_record(accelerator, monitor, counters, metrics, log, config)
-        else:
-            record(accelerator, counters, metrics, log)
+        end_epoch(accelerator, monitor, counters, metrics, log, config)
         if config.save_every and (counters.epoch % config.save_every == 0 or counters.epoch == config.epochs):
             checkpoints.save(accelerator, out, counters.epoch, config.keep_checkpoints)
     save_final(config, out, accelerator, pipeline)

@@ -20,7 +20,7 @@ import numpy as np
 
 from align import checkpoints
 from align.finetune_config import FinetuneConfig
-from align.finetune_monitor import Monitor, evaluate_and_record, record
+from align.finetune_monitor import Monitor, end_epoch, evaluate_and_record
 from align.finetune_setup import Counters, rank_checksums, run_logger, save_final
 from align.models import resolve
 from align.prompts import load_prompts
@@ -72,10 +72,7 @@ def train(config: FinetuneConfig, out: Path, reward_fn, resume_from: Path | None
         counters.epoch = epoch + 1
         metrics = {"epoch": counters.epoch, "reward/mean": float(rewards.mean()), "reward/std": float(rewards.std()),
                    "perf/samples_per_second": per_epoch / (time.perf_counter() - began)}
-        if config.eval.every and counters.epoch % config.eval.every == 0 or counters.epoch == config.epochs:
-            evaluate_and_record(accelerator, monitor, counters, metrics, log, config)
-        else:
-            record(accelerator, counters, metrics, log)
+        end_epoch(accelerator, monitor, counters, metrics, log, config)
     save_final(config, out, accelerator, sd)
     checksums = rank_checksums(accelerator, [p for p in sd.unet.parameters() if p.requires_grad])
     accelerator.end_training()

@@ -107,6 +107,15 @@ def evaluate_and_record(accelerator, monitor, counters, metrics, log, config):
         accelerator.log({"eval/reward_hacking": 1.0}, step=counters.epoch)
 
 
+def end_epoch(accelerator, monitor, counters, metrics, log, config):
+    """Record the finished epoch, with a held-out evaluation every eval.every epochs and after the last."""
+    every = config.eval.every
+    if every and counters.epoch % every == 0 or counters.epoch == config.epochs:
+        evaluate_and_record(accelerator, monitor, counters, metrics, log, config)
+    else:
+        record(accelerator, counters, metrics, log)
+
+
 def record(accelerator, counters, metrics, log):
     """One epoch's numbers into the history, the trackers and the run log."""
     from accelerate.utils import gather_object

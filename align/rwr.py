@@ -28,7 +28,7 @@ from tqdm import tqdm
 from align import checkpoints
 from align.errors import BadInput
 from align.finetune_config import FinetuneConfig
-from align.finetune_monitor import Monitor, evaluate_and_record, record
+from align.finetune_monitor import Monitor, end_epoch, evaluate_and_record
 from align.finetune_setup import Counters, PromptEmbeddings, load_models, make_accelerator, make_optimizer, rank_checksums, run_logger, save_final, start
 from align.prompts import load_prompts
 from align.shapes.prompts import parse_prompt, scene_for
@@ -95,10 +95,7 @@ def train(config: FinetuneConfig, out: Path, reward_fn, resume_from: Path | None
         counters.epoch = epoch + 1
         metrics = {"epoch": counters.epoch, "perf/samples_per_second": steps_per_epoch * global_batch / (time.perf_counter() - began)}
         metrics |= {k: float(accelerator.reduce(torch.tensor(np.mean(v)), "mean")) for k, v in losses.items()}
-        if config.eval.every and counters.epoch % config.eval.every == 0 or counters.epoch == config.epochs:
-            evaluate_and_record(accelerator, monitor, counters, metrics, log, config)
-        else:
-            record(accelerator, counters, metrics, log)
+        end_epoch(accelerator, monitor, counters, metrics, log, config)
         if config.save_every and (counters.epoch % config.save_every == 0 or counters.epoch == config.epochs):
             checkpoints.save(accelerator, out, counters.epoch, config.keep_checkpoints)
     save_final(config, out, accelerator, pipeline)
