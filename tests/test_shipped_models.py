@@ -18,6 +18,7 @@ from align.shapes.prompts import prompt_set
 from align.shapes.tiny_models import text_encoder_from_open_clip
 
 CLIP_DIR, SD_DIR = SHIPPED["shapes-tiny-clip"], SHIPPED["shapes-tiny-sd"]
+PARSEABLE_FLOOR = 0.85  # README: 92.8% of 502 images; on 64 images one standard error is about 3 points
 
 
 def test_weights_fit_the_size_budget():
@@ -38,6 +39,16 @@ def test_plain_from_pretrained_runs_with_guidance():
     assert [image.size for image in output.images] == [(64, 64), (64, 64)]
     # a drawing, not noise: the oracle finds a background and objects in at least one
     assert any(judge(image, "one circle").parse.background for image in output.images)
+
+
+def test_pipeline_draws_shapes_the_oracle_can_parse():
+    """The baseline's parseable share (README) on a smaller sample: 64 training prompts, fixed seeds."""
+    pipeline = StableDiffusionPipeline.from_pretrained(SD_DIR)
+    pipeline.set_progress_bar_config(disable=True)
+    prompts = [p.text for p in prompt_set("train")][::4][:64]
+    images = pipeline(prompts, num_inference_steps=20, guidance_scale=5.0, generator=torch.Generator().manual_seed(0)).images
+    parseable = sum(judge(image, prompt).parseable for image, prompt in zip(images, prompts)) / len(prompts)
+    assert parseable >= PARSEABLE_FLOOR, f"{parseable:.1%} of {len(prompts)} images parseable"
 
 
 def test_tokenizer_matches_open_clip_bpe():
@@ -90,4 +101,4 @@ def test_vae_reconstructions_stay_readable():
     result = subprocess.run([sys.executable, str(bench), "--images", "32"], capture_output=True, text=True, check=True)
     shares = dict(re.findall(r"(clean renders|VAE reconstructions): parseable ([\d.]+)%", result.stdout))
     assert float(shares["clean renders"]) == 100.0
-    assert float(shares["VAE reconstructions"]) >= 75.0, result.stdout
+    assert float(shares["VAE reconstructions"]) >= 90.0, result.stdout

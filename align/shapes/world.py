@@ -37,7 +37,9 @@ COUNTS = {1: "one", 2: "two", 3: "three", 4: "four"}
 
 # Object sizes (bounding-box side in pixels) shrink as scenes get crowded.
 SIZE_RANGE = {1: (16, 24), 2: (14, 20), 3: (12, 17), 4: (12, 15)}
-GAP = 3  # minimum free pixels between two objects' boxes, so they never touch
+# Minimum free pixels between two objects' boxes: more than one latent pixel of the 4x
+# autoencoder, so that drawn objects stay apart instead of merging into one blob.
+GAP = 5
 
 
 @dataclass(frozen=True)
