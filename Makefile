@@ -26,7 +26,7 @@ baseline: $(STAMP)
 	test -f $(BASE)/train/metrics.json || $(CLI) evaluate --run $(BASE)/train
 	$(CLI) generate --out $(BASE)/heldout --resume prompts=heldout images_per_prompt=5 seed=1000
 	test -f $(BASE)/heldout/metrics.json || $(CLI) evaluate --run $(BASE)/heldout
-	$(PY) -m align.baseline_table $(BASE)/train/metrics.json $(BASE)/heldout/metrics.json
+	$(PY) -m align.evaluation.baseline_table $(BASE)/train/metrics.json $(BASE)/heldout/metrics.json
 
 test: $(STAMP)
 	$(PY) -m pytest -q

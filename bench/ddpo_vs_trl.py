@@ -7,8 +7,8 @@ Settings (issue 5): the shipped tiny pipeline, 20 DDIM steps, eta 1, guidance 5,
 CPU, one process; the same training prompts and the same reward function for both (the learned
 RewardModel given with --reward, else the oracle). Samples per second = samples of an epoch /
 wall time of that epoch (sampling + reward + PPO); the first epoch is warm-up, the rest are
-averaged. Both are `t2i-align finetune` backends: t2i-align (align/ddpo.py) and trl
-(align/ddpo_trl.py, TRL 0.23's DDPOTrainer, installed with the `trl` and `dev` extras).
+averaged. Both are `t2i-align finetune` backends: t2i-align (align/finetune/ddpo.py) and trl
+(align/finetune/ddpo_trl.py, TRL 0.23's DDPOTrainer, installed with the `trl` and `dev` extras).
 """
 
 from __future__ import annotations
@@ -24,16 +24,16 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from align.config import load_config  # noqa: E402
-from align.finetune_config import FinetuneConfig  # noqa: E402
-from align.rewards import make_reward_fn  # noqa: E402
+from align.finetune.config import FinetuneConfig  # noqa: E402
+from align.finetune.rewards import make_reward_fn  # noqa: E402
 
 STEPS, SAMPLE_BATCH, BATCHES, TRAIN_BATCH, GUIDANCE = 20, 16, 2, 16, 5.0
 
 
 def samples_per_second(backend: str, reward_fn, epochs: int, tmp: Path) -> float:
     """One backend's DDPO run; per-epoch samples/s (sampling + reward + PPO, no evaluation)."""
-    from align.ddpo import train as native
-    from align.ddpo_trl import train as through_trl
+    from align.finetune.ddpo import train as native
+    from align.finetune.ddpo_trl import train as through_trl
 
     prompts = tmp / "eval.txt"
     prompts.write_text("a blue square\n")  # the loop's own held-out check, kept out of the timing

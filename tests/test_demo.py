@@ -7,10 +7,10 @@ import subprocess
 
 import pandas as pd
 import pytest
-
-from align.demo import STAGES
-from align.prompts import load_prompts
 from conftest import ALIGN_CLI
+
+from align.demo.stages import STAGES
+from align.generation.prompts import load_prompts
 
 QUICK_DEMO_SECONDS = 180
 

@@ -9,11 +9,11 @@ import pytest
 import torch
 from diffusers import DDIMScheduler
 
-from align.ddim_logprob import ddim_step_with_logprob
-from align.fidelity import frechet_distance
-from align.finetune_monitor import reward_hacking
+from align.evaluation.fidelity import frechet_distance
+from align.finetune.ddim_logprob import ddim_step_with_logprob
+from align.finetune.monitor import reward_hacking
+from align.finetune.stat_tracking import PerPromptStatTracker
 from align.models import resolve
-from align.stat_tracking import PerPromptStatTracker
 
 
 @pytest.fixture

@@ -15,8 +15,8 @@ def run(args) -> None:
     from pathlib import Path
 
     from align.config import load_config, save_config, to_dict
-    from align.demo import Demo
-    from align.demo_config import DemoConfig
+    from align.demo.config import DemoConfig
+    from align.demo.stages import Demo
     from align.errors import BadInput
     from align.rundir import ensure_writable_dir
 

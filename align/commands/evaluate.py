@@ -18,8 +18,8 @@ def run(args) -> None:
     import json
 
     from align.config import load_config
-    from align.evaluate import EvaluateConfig, evaluate
-    from align.generate import generate
+    from align.evaluation.evaluate import EvaluateConfig, evaluate
+    from align.generation.generate import generate
 
     overrides = list(args.overrides)
     if args.model:

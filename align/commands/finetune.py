@@ -24,10 +24,10 @@ def run(args) -> None:
     from accelerate import PartialState
     from accelerate.utils import parse_flag_from_env
 
-    from align import checkpoints
     from align.config import load_config
-    from align.finetune_config import FinetuneConfig
-    from align.rewards import make_reward_fn
+    from align.finetune import checkpoints
+    from align.finetune.config import FinetuneConfig
+    from align.finetune.rewards import make_reward_fn
 
     config = load_config(FinetuneConfig, args.config, args.overrides)
     # Without a GPU, processes started by torchrun (`accelerate launch --multi_gpu`) join a gloo group;
@@ -42,18 +42,18 @@ def run(args) -> None:
         raise BadInput("backend: trl keeps no checkpoints to resume from; rerun into a new --out")
     resume_from = checkpoints.prepare_output(out, config, args.resume)
     if config.method == "rwr" and config.rwr.source == "labels":
-        from align.rwr import read_labels
+        from align.finetune.rwr import read_labels
 
         read_labels(Path(config.rwr.labels), config.prompts)
     needs_reward = not (config.method == "rwr" and config.rwr.source == "labels" and not config.reward.path)
     reward_fn = make_reward_fn(config.reward, state.device) if needs_reward else None
     state.wait_for_everyone()
     if config.backend == "trl":
-        from align.ddpo_trl import train
+        from align.finetune.ddpo_trl import train
     elif config.method == "ddpo":
-        from align.ddpo import train
+        from align.finetune.ddpo import train
     else:
-        from align.rwr import train
+        from align.finetune.rwr import train
     began = time.perf_counter()
     result = train(config, out, reward_fn, resume_from)
     result["wall_seconds"] = time.perf_counter() - began

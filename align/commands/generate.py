@@ -13,7 +13,7 @@ def add_arguments(parser) -> None:
 
 def run(args) -> None:
     from align.config import load_config
-    from align.generate import GenerateConfig, generate
+    from align.generation.generate import GenerateConfig, generate
 
     config = load_config(GenerateConfig, args.config, args.overrides)
     out = generate(config, args.out, resume=args.resume)

@@ -11,7 +11,7 @@ def add_arguments(parser) -> None:
 
 
 def run(args) -> None:
-    from align.report import write_report
+    from align.reports.reward_report import write_report
 
     out = write_report(args.reward_model, args.labels, args.out, args.overwrite)
     print(f"wrote {out}")

@@ -20,7 +20,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from align.errors import BadInput
-    from align.simulated_raters import simulate
+    from align.shapes.simulated_raters import simulate
     from labeling_app.store import open_run_store
 
     if args.raters < 1:

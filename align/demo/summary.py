@@ -17,8 +17,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from align.demo_config import DemoConfig
-from align.evaluate import load_images
+from align.demo.config import DemoConfig
+from align.evaluation.evaluate import load_images
 from align.rundir import read_samples
 from labeling_app.agreement import krippendorff_alpha_nominal, pairwise_agreement
 from reward_models.metrics import roc_auc
@@ -30,7 +30,7 @@ GAP_TARGET = 0.30
 
 
 def write_summary(out: Path, config: DemoConfig, timings: dict) -> dict:
-    from align.fidelity import FidelityMeter
+    from align.evaluation.fidelity import FidelityMeter
 
     runs = {name: _HeldoutRun(out / run) for name, (run, _) in MODELS.items()}
     rewards = {r: RewardModel.from_pretrained(out / r) for r in ("reward-r1", "reward-r2")}
@@ -67,7 +67,7 @@ def write_summary(out: Path, config: DemoConfig, timings: dict) -> dict:
         "sources": {
             "oracle alignment, parseable, CLIP score": "<run>/metrics.json (per image: <run>/scores.parquet)",
             "mean reward, reward tracking": "reward-r1/, reward-r2/ applied to <run>/images",
-            "fidelity": "<run>/images against clean renders of the same prompts (align/fidelity.py)",
+            "fidelity": "<run>/images against clean renders of the same prompts (align/evaluation/fidelity.py)",
             "agreement, ratings": "round1/labels.parquet, round2/labels.parquet",
             "training curves": "ddpo/metrics.json, rwr/metrics.json (history)",
         },

@@ -82,7 +82,7 @@ class EvalSettings:
 @dataclass
 class FinetuneConfig:
     method: Literal["rwr", "ddpo"] = "ddpo"
-    backend: Literal["t2i-align", "trl"] = "t2i-align"  # trl: DDPO through TRL 0.23's DDPOTrainer (align/ddpo_trl.py)
+    backend: Literal["t2i-align", "trl"] = "t2i-align"  # trl: DDPO through TRL 0.23's DDPOTrainer (align/finetune/ddpo_trl.py)
     model: str = "shapes-tiny-sd"
     prompts: str = "train"
     seed: int = 0

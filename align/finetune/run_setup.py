@@ -14,9 +14,9 @@ from pathlib import Path
 
 import torch
 
-from align import checkpoints
 from align.config import to_dict
-from align.finetune_config import FinetuneConfig
+from align.finetune import checkpoints
+from align.finetune.config import FinetuneConfig
 from align.models import load_pipeline
 
 FINAL = "final"
@@ -68,7 +68,7 @@ def load_models(config: FinetuneConfig, accelerator):
     dtype; the UNet frozen with a float32 LoRA adapter, or fully trainable in float32."""
     from accelerate.utils import set_seed
 
-    from align.lora import add_lora
+    from align.finetune.lora import add_lora
 
     set_seed(config.seed)  # the LoRA initialisation is random: same seed, same run, on every rank
     pipeline = load_pipeline(config.model, "float32", str(accelerator.device))
@@ -129,7 +129,7 @@ def rank_checksums(accelerator, params) -> list[float]:
 
 
 def save_final(config: FinetuneConfig, out: Path, accelerator, pipeline) -> Path:
-    from align.lora import save_lora
+    from align.finetune.lora import save_lora
 
     final = out / FINAL
     accelerator.wait_for_everyone()

@@ -13,9 +13,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from align.finetune_config import FinetuneConfig
-from align.prompts import load_prompts
-from align.rewards import to_pil
+from align.finetune.config import FinetuneConfig
+from align.finetune.rewards import to_pil
+from align.generation.prompts import load_prompts
 
 
 class Monitor:
@@ -25,7 +25,7 @@ class Monitor:
         self.prompts = [p for p in prompts for _ in range(config.eval.images_per_prompt)]
         self.fidelity = None
         if config.eval.fidelity:
-            from align.fidelity import FidelityMeter
+            from align.evaluation.fidelity import FidelityMeter
 
             self.fidelity = FidelityMeter(config.eval.clip_model, device, self.prompts, config.eval.seed)
 

@@ -14,8 +14,8 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
-from align.report import PAGE, heldout_ratings, sections, write_page
-from align.report_plots import hacking_figure, image_uri, png_uri, training_curves_figure
+from align.reports.plots import hacking_figure, image_uri, png_uri, training_curves_figure
+from align.reports.reward_report import PAGE, heldout_ratings, sections, write_page
 from align.rundir import read_samples
 
 MODELS = {"baseline": "Baseline", "rwr": "RWR", "ddpo": "DDPO"}
@@ -120,7 +120,7 @@ def _summary_table(summary: dict) -> str:
         f"<table><tr><th>model, run</th><th>images</th>{header}<th>parseable</th><th>mean reward</th>"
         f"<th>CLIP score</th><th>fidelity (Fréchet)</th></tr>{''.join(rows)}</table>"
         + _source("summary.json (models)", "<run>/metrics.json", "<run>/scores.parquet",
-                  "reward-r1/ applied to <run>/images", "align/fidelity.py against <run>/images")
+                  "reward-r1/ applied to <run>/images", "align/evaluation/fidelity.py against <run>/images")
     )
 
 

@@ -17,8 +17,8 @@ from tqdm import tqdm
 
 from align.config import save_config, to_dict
 from align.errors import BadInput
+from align.generation.prompts import load_prompts
 from align.models import load_pipeline
-from align.prompts import load_prompts
 from align.rundir import CONFIG, ensure_writable_dir, write_samples
 
 

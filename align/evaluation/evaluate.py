@@ -12,7 +12,7 @@ from PIL import Image, UnidentifiedImageError
 from tqdm import tqdm
 
 from align.errors import BadInput
-from align.generate import GenerateConfig
+from align.generation.generate import GenerateConfig
 from align.models import clip_backbone_config, pick_device
 from align.rundir import read_samples
 from align.shapes.oracle import judge

@@ -1,6 +1,6 @@
 """Print metrics.json files side by side as a markdown table (oracle alignment per category).
 
-    python -m align.baseline_table runs/demo/baseline-train/metrics.json runs/demo/baseline-heldout/metrics.json
+    python -m align.evaluation.baseline_table runs/demo/baseline-train/metrics.json runs/demo/baseline-heldout/metrics.json
 """
 
 from __future__ import annotations

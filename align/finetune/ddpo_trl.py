@@ -18,12 +18,12 @@ from pathlib import Path
 
 import numpy as np
 
-from align import checkpoints
-from align.finetune_config import FinetuneConfig
-from align.finetune_monitor import Monitor, end_epoch, evaluate_and_record
-from align.finetune_setup import Counters, rank_checksums, run_logger, save_final
+from align.finetune import checkpoints
+from align.finetune.config import FinetuneConfig
+from align.finetune.monitor import Monitor, end_epoch, evaluate_and_record
+from align.finetune.run_setup import Counters, rank_checksums, run_logger, save_final
+from align.generation.prompts import load_prompts
 from align.models import resolve
-from align.prompts import load_prompts
 
 NEVER = 10**9  # TRL saves its accelerator state every save_freq epochs; this backend does not resume
 

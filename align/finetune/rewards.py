@@ -15,7 +15,7 @@ import torch
 from PIL import Image
 
 from align.errors import BadInput
-from align.finetune_config import RewardSettings
+from align.finetune.config import RewardSettings
 
 RewardFn = Callable[[torch.Tensor, list[str], list[dict]], torch.Tensor]
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import torch
 
-from align.finetune_config import LoraSettings
+from align.finetune.config import LoraSettings
 
 
 def add_lora(unet, settings: LoraSettings) -> list[torch.nn.Parameter]:

@@ -22,13 +22,23 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from align import checkpoints
-from align.ddim_logprob import ddim_step_with_logprob, decode, guided_eps, sample_with_logprob
-from align.finetune_config import FinetuneConfig
-from align.finetune_monitor import Monitor, end_epoch, evaluate_and_record
-from align.finetune_setup import Counters, PromptEmbeddings, load_models, make_accelerator, make_optimizer, rank_checksums, run_logger, save_final, start
-from align.prompts import load_prompts
-from align.stat_tracking import PerPromptStatTracker
+from align.finetune import checkpoints
+from align.finetune.config import FinetuneConfig
+from align.finetune.ddim_logprob import ddim_step_with_logprob, decode, guided_eps, sample_with_logprob
+from align.finetune.monitor import Monitor, end_epoch, evaluate_and_record
+from align.finetune.run_setup import (
+    Counters,
+    PromptEmbeddings,
+    load_models,
+    make_accelerator,
+    make_optimizer,
+    rank_checksums,
+    run_logger,
+    save_final,
+    start,
+)
+from align.finetune.stat_tracking import PerPromptStatTracker
+from align.generation.prompts import load_prompts
 
 
 def draw_seed(seed: int, epoch: int, index: int) -> int:

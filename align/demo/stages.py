@@ -22,8 +22,9 @@ import sys
 import time
 from pathlib import Path
 
-from align.cli import default_config, main as cli
-from align.demo_config import DemoConfig
+from align.cli import default_config
+from align.cli import main as cli
+from align.demo.config import DemoConfig
 from align.errors import BadInput
 
 STAGES = ("baseline images", "round-1 ratings", "round-1 reward", "baseline evaluation", "DDPO", "RWR",
@@ -100,8 +101,8 @@ class Demo:
         return worked
 
     def summary_and_report(self) -> bool:
-        from align.demo_report import write_demo_report
-        from align.demo_summary import write_summary
+        from align.demo.report import write_demo_report
+        from align.demo.summary import write_summary
 
         report = self.out / "report.html"
         if report.is_file():

@@ -25,12 +25,22 @@ import torch.nn.functional as F
 from PIL import Image
 from tqdm import tqdm
 
-from align import checkpoints
 from align.errors import BadInput
-from align.finetune_config import FinetuneConfig
-from align.finetune_monitor import Monitor, end_epoch, evaluate_and_record
-from align.finetune_setup import Counters, PromptEmbeddings, load_models, make_accelerator, make_optimizer, rank_checksums, run_logger, save_final, start
-from align.prompts import load_prompts
+from align.finetune import checkpoints
+from align.finetune.config import FinetuneConfig
+from align.finetune.monitor import Monitor, end_epoch, evaluate_and_record
+from align.finetune.run_setup import (
+    Counters,
+    PromptEmbeddings,
+    load_models,
+    make_accelerator,
+    make_optimizer,
+    rank_checksums,
+    run_logger,
+    save_final,
+    start,
+)
+from align.generation.prompts import load_prompts
 from align.shapes.prompts import parse_prompt, scene_for
 from align.shapes.world import render
 

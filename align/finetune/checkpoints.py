@@ -16,7 +16,7 @@ import yaml
 
 from align.config import save_config, to_dict
 from align.errors import BadInput
-from align.finetune_config import RESUMABLE_CHANGES, FinetuneConfig
+from align.finetune.config import RESUMABLE_CHANGES, FinetuneConfig
 
 CHECKPOINTS = "checkpoints"
 CONFIG = "config.yaml"
@@ -86,7 +86,7 @@ def register_lora_hooks(accelerator, lora: bool) -> None:
     """With LoRA, a checkpoint holds the adapter only (megabytes, not the whole UNet)."""
     if not lora:
         return
-    from align.lora import load_lora_into, save_lora
+    from align.finetune.lora import load_lora_into, save_lora
 
     def save_hook(models, weights, output_dir):
         if accelerator.is_main_process:

@@ -17,7 +17,7 @@ import pandas as pd
 import yaml
 
 from align.errors import BadInput
-from align.report_plots import category_figure, image_uri, roc_figure, scatter_figure
+from align.reports.plots import category_figure, image_uri, roc_figure, scatter_figure
 from reward_models.backbones import ClipBackbone
 from reward_models.embedding_cache import EmbeddingCache
 from reward_models.labels import read_labels

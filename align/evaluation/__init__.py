@@ -1,0 +1,1 @@
+"""Evaluation: oracle alignment, CLIP score and fidelity of a run's images."""

@@ -1,0 +1,1 @@
+"""Fine-tuning: one file per method (rwr.py, ddpo.py, ddpo_trl.py) beside what they share."""

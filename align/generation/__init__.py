@@ -1,0 +1,1 @@
+"""Generation: prompt sets and drawing a run directory of images from a pipeline."""

@@ -1,0 +1,1 @@
+"""Reports: the reward-vs-CLIP-score report and the plots reports draw."""
