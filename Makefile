@@ -1,4 +1,5 @@
-# Two commands on a fresh machine: `make demo` and `make test`. Both create .venv if missing.
+# Two commands on a fresh machine: `make demo` and `make test`. Both create .venv if missing;
+# `make test` also installs Debian's chromium for the browser tests (scripts/ensure-chromium).
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
@@ -29,6 +30,7 @@ baseline: $(STAMP)
 	$(PY) -m align.evaluation.baseline_table $(BASE)/train/metrics.json $(BASE)/heldout/metrics.json
 
 test: $(STAMP)
+	scripts/ensure-chromium
 	$(PY) -m pytest -q
 
 pretrain: $(STAMP)

@@ -96,6 +96,9 @@ def _build(schema: type, raw: Any, prefix: str, source: str):
     return schema(**values)
 
 
+# Why not pydantic (installed with gradio): its errors are lists of locations rather than the
+# CLI contract's one sentence naming the key and the file, it needs a config on every dataclass
+# to refuse unknown keys, and YAML 1.1's "1e-4" string still needs the float rule below.
 def _check(hint: Any, value: Any, key: str, source: str) -> Any:
     origin = get_origin(hint)
     if dataclasses.is_dataclass(hint):

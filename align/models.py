@@ -42,15 +42,22 @@ def pick_device(requested: str) -> torch.device:
     return torch.device(requested)
 
 
-def load_pipeline(reference: str, dtype: str = "float32", device: str = "auto", lora: str | None = None):
+def load_pipeline(reference: str, dtype: str | dict[str, str] = "float32", device: str = "auto", lora: str | None = None):
     """A diffusers StableDiffusionPipeline, by name, directory or hub id; no safety checker;
-    with `lora`, LoRA weights (a directory from `t2i-align finetune`) on top."""
+    with `lora`, LoRA weights (a directory from `t2i-align finetune`) on top. `dtype` names one
+    dtype for every component or one per component ({"unet": "float32", "default": "bfloat16"}):
+    components are loaded in their dtype, since casting them afterwards makes diffusers warn."""
     from diffusers import StableDiffusionPipeline
+    from diffusers.utils import logging as diffusers_logging
+    from transformers.utils import logging as transformers_logging
 
+    diffusers_logging.disable_progress_bar()  # "Loading pipeline components" bars: the project prints its own progress
+    transformers_logging.disable_progress_bar()
     source = resolve(reference)
+    dtypes = {name: DTYPES[value] for name, value in dtype.items()} if isinstance(dtype, dict) else DTYPES[dtype]
     try:
         pipeline = StableDiffusionPipeline.from_pretrained(
-            source, dtype=DTYPES[dtype], safety_checker=None, requires_safety_checker=False
+            source, dtype=dtypes, safety_checker=None, requires_safety_checker=False
         )
     except (OSError, ValueError, EnvironmentError) as exc:
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__

@@ -6,30 +6,25 @@ no information about agreement and are ignored.
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Hashable, Sequence
 from itertools import combinations
+
+import krippendorff
+import numpy as np
 
 
 def krippendorff_alpha_nominal(units: Sequence[Sequence[Hashable]]) -> float | None:
     """Krippendorff's alpha for nominal labels, any number of raters per unit; None when undefined."""
-    coincidences: Counter = Counter()
-    for labels in units:
-        m = len(labels)
-        if m < 2:
-            continue
-        for a, b in combinations(labels, 2):
-            coincidences[a, b] += 1 / (m - 1)
-            coincidences[b, a] += 1 / (m - 1)
-    totals: Counter = Counter()
-    for (c, _), weight in coincidences.items():
-        totals[c] += weight
-    n = sum(totals.values())
-    observed = sum(w for (c, k), w in coincidences.items() if c != k)
-    expected = sum(totals[c] * totals[k] for c in totals for k in totals if c != k)
-    if n <= 1 or expected == 0:
-        return None  # fewer than two pairable values, or every label identical: no variation to agree on
-    return 1.0 - (n - 1) * observed / expected
+    pairable = [list(labels) for labels in units if len(labels) >= 2]
+    codes = {label: code for code, label in enumerate(sorted({label for labels in pairable for label in labels}, key=repr))}
+    if len(codes) < 2:
+        return None  # nothing rated twice, or every label identical: no variation to agree on
+    # Nominal alpha depends only on the labels within each unit, not on who gave them: row j of
+    # the library's raters x units matrix holds each unit's j-th label, NaN where it has fewer.
+    matrix = np.full((max(map(len, pairable)), len(pairable)), np.nan)
+    for unit, labels in enumerate(pairable):
+        matrix[: len(labels), unit] = [codes[label] for label in labels]
+    return float(krippendorff.alpha(reliability_data=matrix, level_of_measurement="nominal"))
 
 
 def pairwise_agreement(units: Sequence[Sequence[Hashable]]) -> float | None:

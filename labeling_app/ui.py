@@ -3,6 +3,7 @@
 Each browser session holds the sample on screen and the one after it (already leased and
 preloaded by the browser), so a click commits one rating and swaps in an image that is
 already there. A rating is shown as saved only after `LabelStore.rate` has committed it.
+Prompts and messages reach gr.HTML components escaped with the standard library's html.escape.
 """
 
 from __future__ import annotations

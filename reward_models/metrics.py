@@ -1,34 +1,29 @@
 """Binary-label metrics of a score: accuracy, ROC-AUC, calibration error, per category.
 
-Written with numpy alone (ranks for AUC, equal-width bins for calibration) to keep the leaf
-package's dependencies those of the project.
+ROC-AUC and the ROC curve are scikit-learn's; scikit-learn has no expected calibration error,
+so that one is written here (equal-width bins, as in Guo et al. 2017).
 """
 
 from __future__ import annotations
 
 import numpy as np
 import torch
-from scipy.stats import rankdata
+from sklearn import metrics
 
 CALIBRATION_BINS = 10
 
 
 def roc_auc(scores: np.ndarray, labels: np.ndarray) -> float | None:
-    """Probability that a random positive outscores a random negative (ties count half)."""
+    """Probability that a random positive outscores a random negative (ties count half); None with one class."""
     labels = np.asarray(labels).astype(bool)
-    positives, negatives = labels.sum(), (~labels).sum()
-    if positives == 0 or negatives == 0:
+    if labels.all() or not labels.any():
         return None
-    ranks = rankdata(scores)
-    return float((ranks[labels].sum() - positives * (positives + 1) / 2) / (positives * negatives))
+    return float(metrics.roc_auc_score(labels, np.asarray(scores, float)))
 
 
 def roc_curve(scores: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """False and true positive rates at every threshold, from (0, 0) to (1, 1)."""
-    order = np.argsort(-np.asarray(scores), kind="stable")
-    labels = np.asarray(labels).astype(bool)[order]
-    tpr = np.concatenate([[0], np.cumsum(labels) / max(labels.sum(), 1)])
-    fpr = np.concatenate([[0], np.cumsum(~labels) / max((~labels).sum(), 1)])
+    """False and true positive rates at every distinct threshold, from (0, 0) to (1, 1)."""
+    fpr, tpr, _ = metrics.roc_curve(np.asarray(labels).astype(bool), np.asarray(scores, float), drop_intermediate=False)
     return fpr, tpr
 
 

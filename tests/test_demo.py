@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import re
+import shutil
 import subprocess
 
 import pandas as pd
@@ -11,6 +13,7 @@ from conftest import ALIGN_CLI
 
 from align.demo.stages import STAGES
 from align.generation.prompts import load_prompts
+from labeling_app.store import open_run_store
 
 QUICK_DEMO_SECONDS = 180
 
@@ -19,8 +22,17 @@ def test_quick_demo_finishes_within_three_minutes(quick_demo_run):
     assert quick_demo_run.seconds <= QUICK_DEMO_SECONDS, f"the quick demo took {quick_demo_run.seconds:.0f} s"
     out = quick_demo_run.out
     assert f"report: {(out / 'report.html').resolve()}" in quick_demo_run.stdout
-    assert f"t2i-align label {out / 'round1/train'}" in quick_demo_run.stdout
     assert quick_demo_run.stdout.count("== stage ") == len(STAGES)
+
+
+def test_quick_demo_hands_over_images_a_new_rater_can_rate(quick_demo_run, tmp_path):
+    """The label command the demo prints opens a run with samples left for a person who joins now."""
+    printed = re.search(r"t2i-align label (\S+)", quick_demo_run.stdout)
+    assert printed, quick_demo_run.stdout[-1000:]
+    run = shutil.copytree(printed.group(1), tmp_path / "run")  # the shared demo directory stays untouched
+    store = open_run_store(run)
+    assert store.progress("new-rater").remaining > 0
+    assert store.next_sample("new-rater") is not None
 
 
 def test_quick_demo_writes_every_stage_output(quick_demo):

@@ -4,6 +4,8 @@ exactly, and leaves LoRA weights that diffusers' `load_lora_weights` reads."""
 from __future__ import annotations
 
 import shutil
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -61,3 +63,15 @@ def test_stopped_and_resumed_run_matches_the_uninterrupted_one(full_run, tmp_pat
         torch.testing.assert_close(resumed[key], whole[key], rtol=1e-5, atol=1e-6)
     same = lambda history: [(h["epoch"], h.get("reward/mean"), h.get("eval/oracle_alignment")) for h in history]
     assert same(summary(run)["history"]) == same(summary(full_run)["history"])
+
+
+def test_a_run_prints_the_project_s_lines_not_library_noise(tmp_path):
+    """As a user sees it: no dtype-cast warning from diffusers, no loading bars, no sqrtm warning."""
+    command = [sys.executable, "-m", "align.cli", "finetune", "--config", DDPO, "--out", str(tmp_path / "run"),
+               *quick(tmp_path, "epochs=1")]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    printed = result.stdout + result.stderr
+    assert "INFO epoch 1:" in printed and "epoch 1 sampling" in printed
+    for noise in ("should be kept in float32", "Loading pipeline components", "Loading weights", "LinAlgWarning"):
+        assert noise not in printed, noise

@@ -35,5 +35,6 @@ def run(args) -> None:
         save_config(config, saved)
     report = Demo(config, out).run()
     print(f"\nreport: {report.resolve()}")
-    print("rate these images by hand in the browser (add yourself as a rater first):")
-    print(f"  t2i-align raters add $USER --admin && t2i-align label {out / 'round1/train'}")
+    # The simulated raters filled round 1 and round 2; no one has rated the DDPO model's held-out images.
+    print("rate the DDPO model's held-out images by hand in the browser (add yourself as a rater first):")
+    print(f"  t2i-align raters add $USER --admin && t2i-align label {out / 'eval/ddpo-heldout'}")

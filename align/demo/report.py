@@ -1,7 +1,8 @@
 """report.html of `t2i-align demo`: did the human-feedback loop make the model follow its prompts?
 
 One offline file. Headline numbers come from summary.json; pictures and tables are read from
-the stage folders of the demo directory, and every section names the files it read.
+the stage folders of the demo directory, and every section names the files it read. Text from
+the demo directory is escaped with html.escape, as in align/reports/reward_report.py.
 """
 
 from __future__ import annotations

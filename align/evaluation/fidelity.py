@@ -6,6 +6,7 @@ renders of the same prompts (the shapes world's ground truth). An FID with a CLI
 from __future__ import annotations
 
 import random
+import warnings
 
 import numpy as np
 import torch
@@ -23,9 +24,13 @@ def clean_renders(prompts: list[str], seed: int) -> list[Image.Image]:
 
 def frechet_distance(a: np.ndarray, b: np.ndarray) -> float:
     """||mu_a - mu_b||^2 + Tr(S_a + S_b - 2 (S_a S_b)^1/2) between two sets of row vectors."""
+    # The formula over scipy's sqrtm, as pytorch-fid computes it: the libraries that package FID
+    # (torchmetrics, clean-fid) tie it to Inception features, whose weights come from a hub.
     mu_a, mu_b = a.mean(0), b.mean(0)
     cov_a, cov_b = np.atleast_2d(np.cov(a, rowvar=False)), np.atleast_2d(np.cov(b, rowvar=False))
-    root = linalg.sqrtm(cov_a @ cov_b)
+    with warnings.catch_warnings():  # singular products are expected with few images; handled below
+        warnings.simplefilter("ignore", linalg.LinAlgWarning)
+        root = linalg.sqrtm(cov_a @ cov_b)
     if not np.isfinite(root).all():  # near-singular covariances (fewer images than dimensions)
         offset = np.eye(len(mu_a)) * 1e-6
         root = linalg.sqrtm((cov_a + offset) @ (cov_b + offset))

@@ -71,12 +71,12 @@ def load_models(config: FinetuneConfig, accelerator):
     from align.finetune.lora import add_lora
 
     set_seed(config.seed)  # the LoRA initialisation is random: same seed, same run, on every rank
-    pipeline = load_pipeline(config.model, "float32", str(accelerator.device))
-    compute_dtype = {"fp16": torch.float16, "bf16": torch.bfloat16}.get(accelerator.mixed_precision, torch.float32)
-    pipeline.vae.requires_grad_(False).to(dtype=compute_dtype)
-    pipeline.text_encoder.requires_grad_(False).to(dtype=compute_dtype)
+    compute_dtype = {"fp16": "float16", "bf16": "bfloat16"}.get(accelerator.mixed_precision, "float32")
+    dtypes = compute_dtype if config.lora.enabled else {"unet": "float32", "default": compute_dtype}
+    pipeline = load_pipeline(config.model, dtypes, str(accelerator.device))
+    pipeline.vae.requires_grad_(False)
+    pipeline.text_encoder.requires_grad_(False)
     if config.lora.enabled:
-        pipeline.unet.to(dtype=compute_dtype)
         params = add_lora(pipeline.unet, config.lora)
     else:
         params = list(pipeline.unet.parameters())

@@ -3,6 +3,10 @@
 Scores are recomputed for the given label file (through the embedding cache), so the report
 describes exactly those ratings; the training-time numbers (aux task, thresholds, data
 split) come from the reward model directory.
+
+Every value that comes from a run directory passes through the standard library's html.escape;
+the page is assembled from f-string fragments, not a template, so Jinja2's autoescape would
+mean rewriting it rather than moving it.
 """
 
 from __future__ import annotations
