@@ -23,6 +23,7 @@ COMMANDS = [
     "train-reward",
     "finetune",
     "evaluate",
+    "compare",
     "report",
     "demo",
 ]
