@@ -21,6 +21,7 @@ def quick(tmp: Path, *extra: str) -> list[str]:
         f"model={MODEL}", "reward.kind=clip", f"reward.clip_model={CLIP}", f"eval.clip_model={CLIP}",
         f"eval.prompts={prompts}", "sampling.steps=3", "sampling.batch_size=2", "sampling.batches_per_epoch=2",
         "train.batch_size=2", "train.stat_min_count=2", "train.lr=3e-3", "train.clip_range=0.2", "eval.every=1",
+        "eval.steps=3", "eval.seen_prompt_count=4",
         *extra,
     ]
 

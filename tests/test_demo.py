@@ -39,7 +39,9 @@ def test_quick_demo_writes_every_stage_output(quick_demo):
     for path in ["round1/train/samples.parquet", "round1/train/labels.db", "round1/heldout/metrics.json",
                  "round1/labels.parquet", "reward-r1/model.safetensors", "reward-r2/model.safetensors",
                  "ddpo/final", "rwr/final", "eval/ddpo-heldout/metrics.json", "eval/rwr-heldout/metrics.json",
-                 "round2/train/labels.db", "round2/labels.parquet", "summary.json", "report.html", "stage_seconds.json"]:
+                 "round2/train/labels.db", "round2/labels.parquet", "summary.json", "report.html", "stage_seconds.json",
+                 "eval/baseline-seen/metrics.json", "eval/ddpo-seen/metrics.json", "eval/rwr-seen/metrics.json",
+                 "seen_prompts.txt", "compare.json"]:
         assert (quick_demo / path).exists(), path
 
 
@@ -49,17 +51,25 @@ def test_quick_demo_summary_numbers_come_from_its_files(quick_demo):
     assert summary["ratings"] == {"round1_train": train, "round1_heldout": 2 * heldout, "round2_train": train}
     assert summary["agreement"]["samples"] == heldout
     for name, model in summary["models"].items():
-        assert model["images"] == heldout, name
-        assert all(0 <= v <= 1 for v in model["oracle"].values() if v is not None), name
-        metrics = json.loads((quick_demo / model["run"] / "metrics.json").read_text())
-        assert model["oracle"]["overall"] == metrics["oracle"]["alignment"]["all"]["overall"]
-        assert model["clip_score"] == metrics["clip_score"]["mean"]
-    scores = pd.read_parquet(quick_demo / "eval/ddpo-heldout/scores.parquet")
-    assert summary["models"]["ddpo"]["oracle"]["overall"] == pytest.approx(scores["aligned"].mean())
-    base = summary["models"]["baseline"]["oracle"]["overall"]
-    ddpo = summary["models"]["ddpo"]["oracle"]["overall"]
-    assert summary["gap_closed"]["ddpo"] == pytest.approx((ddpo - base) / (1 - base))
-    assert summary["targets"]["ddpo_gap_closed"]["met"] == (summary["gap_closed"]["ddpo"] >= 0.30)
+        assert model["splits"]["unseen"]["images"] == heldout and model["splits"]["seen"]["images"] == 40, name
+        for split in ("seen", "unseen"):
+            for category, estimate in model["splits"][split]["alignment"].items():
+                if estimate["low"] is not None or category == "overall":  # a category of one prompt has no interval
+                    assert estimate["low"] <= estimate["value"] <= estimate["high"], (name, split, category)
+        unseen_run, = [run for run in model["runs"] if "heldout" in run]
+        metrics = json.loads((quick_demo / unseen_run / "metrics.json").read_text())
+        assert model["splits"]["unseen"]["alignment"]["overall"]["value"] == pytest.approx(
+            metrics["oracle"]["alignment"]["all"]["overall"])
+    scores = pd.read_parquet(quick_demo / "eval/ddpo-seen/scores.parquet")
+    assert summary["models"]["ddpo"]["splits"]["seen"]["alignment"]["overall"]["value"] == pytest.approx(scores["aligned"].mean())
+    for split in ("seen", "unseen"):
+        base = summary["models"]["baseline"]["splits"][split]["alignment"]["overall"]["value"]
+        ddpo = summary["models"]["ddpo"]["splits"][split]["alignment"]["overall"]["value"]
+        closed = summary["gap_closed"]["ddpo"][split]
+        assert closed["value"] == pytest.approx((ddpo - base) / (1 - base))
+        assert closed["low"] <= closed["value"] <= closed["high"]
+    target = summary["targets"]["ddpo_gap_closed"]
+    assert target["met"] == (target["low"] >= 0.30)  # the interval's lower end, not the point estimate
     for auc in summary["reward_tracking"].values():
         assert 0 <= auc <= 1
     assert list(summary["stage_seconds"]) == list(STAGES[:-1])  # written during the last stage

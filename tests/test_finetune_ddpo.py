@@ -3,7 +3,6 @@ exactly, and leaves LoRA weights that diffusers' `load_lora_weights` reads."""
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 import sys
 
@@ -40,11 +39,22 @@ def test_tensorboard_has_the_issue_s_metrics_and_a_grid(full_run):
 
     events = EventAccumulator(str(next((full_run / "logs").rglob("events.out.tfevents.*")).parent)).Reload()
     scalars = set(events.Tags()["scalars"])
-    for tag in ("reward/mean", "reward/std", "eval/oracle_alignment", "eval/fidelity_frechet", "train/approx_kl",
+    for tag in ("reward/mean", "reward/std", "eval/unseen/oracle_alignment", "eval/unseen/fidelity_frechet", "train/approx_kl",
                 "train/clip_fraction", "train/loss", "perf/samples_per_second"):
         assert tag in scalars, tag
-    assert [e.step for e in events.Scalars("eval/oracle_alignment")] == [0, 1, 2, 3]
+    assert [e.step for e in events.Scalars("eval/unseen/oracle_alignment")] == [0, 1, 2, 3]
     assert "eval/grid" in events.Tags()["images"]
+
+
+def test_every_record_has_both_splits_and_the_budget_spent(full_run):
+    history = summary(full_run)["history"]
+    for split in ("seen", "unseen"):
+        for h in history:
+            assert h[f"eval/{split}/oracle_alignment_low"] <= h[f"eval/{split}/oracle_alignment"] <= h[f"eval/{split}/oracle_alignment_high"]
+            assert f"eval/{split}/reward_mean" in h and f"eval/{split}/fidelity_frechet" in h
+    assert [h["queries"] for h in history] == [0, 4, 8, 12]  # 4 training samples scored per epoch
+    assert [h["optimizer_steps"] for h in history] == [0, 2, 4, 6]  # 2 minibatches x (3 timesteps accumulated) per epoch
+    assert summary(full_run)["alignment"]["seen"]["baseline"] == history[0]["eval/seen/oracle_alignment"]
 
 
 def test_lora_loads_into_a_stable_diffusion_pipeline_and_changes_its_images(full_run):
@@ -61,7 +71,7 @@ def test_stopped_and_resumed_run_matches_the_uninterrupted_one(full_run, tmp_pat
     assert resumed.keys() == whole.keys()
     for key in whole:
         torch.testing.assert_close(resumed[key], whole[key], rtol=1e-5, atol=1e-6)
-    same = lambda history: [(h["epoch"], h.get("reward/mean"), h.get("eval/oracle_alignment")) for h in history]
+    same = lambda history: [(h["epoch"], h.get("reward/mean"), h.get("eval/unseen/oracle_alignment")) for h in history]
     assert same(summary(run)["history"]) == same(summary(full_run)["history"])
 
 

@@ -9,6 +9,7 @@ import pytest
 import torch
 from diffusers import DDIMScheduler
 
+from align.cli import default_config
 from align.evaluation.fidelity import frechet_distance
 from align.finetune.ddim_logprob import ddim_step_with_logprob
 from align.finetune.monitor import reward_hacking
@@ -67,13 +68,25 @@ def test_frechet_distance_of_gaussians():
 
 def test_reward_rising_while_alignment_falls_is_reported():
     history = [
-        {"epoch": 0, "eval/reward_mean": 0.1, "eval/oracle_alignment": 0.30},
-        {"epoch": 2, "eval/reward_mean": 0.5, "eval/oracle_alignment": 0.45},
-        {"epoch": 4, "eval/reward_mean": 0.9, "eval/oracle_alignment": 0.44},
+        {"epoch": 0, "eval/unseen/reward_mean": 0.1, "eval/unseen/oracle_alignment": 0.30},
+        {"epoch": 2, "eval/unseen/reward_mean": 0.5, "eval/unseen/oracle_alignment": 0.45},
+        {"epoch": 4, "eval/unseen/reward_mean": 0.9, "eval/unseen/oracle_alignment": 0.44},
     ]
     assert reward_hacking(history, tolerance=0.05) is None  # a small dip is noise
-    history.append({"epoch": 6, "eval/reward_mean": 1.2, "eval/oracle_alignment": 0.20})
+    history.append({"epoch": 6, "eval/unseen/reward_mean": 1.2, "eval/unseen/oracle_alignment": 0.20})
     message = reward_hacking(history, tolerance=0.05)
     assert message and "epoch 6" in message and "45.0%" in message and "20.0%" in message
-    history.append({"epoch": 8, "eval/reward_mean": 0.3, "eval/oracle_alignment": 0.20})
+    history.append({"epoch": 8, "eval/unseen/reward_mean": 0.3, "eval/unseen/oracle_alignment": 0.20})
     assert reward_hacking(history, tolerance=0.05) is None  # both falling is a bad run, not hacking
+
+
+def test_monitor_draws_with_the_deployment_sampler_of_the_generate_configs():
+    from align.config import load_config
+    from align.finetune.config import FinetuneConfig
+    from align.generation.generate import GenerateConfig
+
+    for world in ("shapes", "sd15"):
+        deployed = load_config(GenerateConfig, default_config(f"{world}/generate.yaml")).sampling
+        for method in ("ddpo", "rwr"):
+            monitored = load_config(FinetuneConfig, default_config(f"{world}/{method}.yaml")).eval
+            assert (monitored.steps, monitored.guidance, monitored.eta) == (deployed.steps, deployed.guidance, deployed.eta)

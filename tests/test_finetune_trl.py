@@ -22,7 +22,7 @@ def test_trl_run_keeps_this_project_s_history_log_and_tensorboard(trl_run):
     stats = summary(trl_run)
     history = stats["history"]
     assert [h["epoch"] for h in history] == [0, 1, 2]
-    assert all("eval/oracle_alignment" in h and "eval/fidelity_frechet" in h for h in history)
+    assert all("eval/unseen/oracle_alignment" in h and "eval/unseen/fidelity_frechet" in h for h in history)
     assert all("reward/mean" in h and "perf/samples_per_second" in h for h in history[1:])
     assert stats["optimizer_steps"] == 2 * 2  # epochs x minibatches of TRL's trainer
     assert "TRL's DDPOTrainer" in (trl_run / "train.log").read_text()

@@ -63,20 +63,24 @@ def run(args) -> None:
 
 
 def write_summary(out, result: dict) -> dict:
-    """OUT/metrics.json: held-out alignment and fidelity before and after, and the gap closed."""
+    """OUT/metrics.json: per split, oracle alignment and fidelity before and after, and the gap closed."""
     import json
 
-    evaluated = [h for h in result["history"] if "eval/oracle_alignment" in h]
-    summary = {"epochs": result["history"][-1]["epoch"], "processes": result["processes"],
-               "optimizer_steps": result["optimizer_steps"], "rank_checksums": result["rank_checksums"]}
-    if len(evaluated) >= 2:
+    history = result["history"]
+    summary = {"epochs": history[-1]["epoch"], "processes": result["processes"], "optimizer_steps": result["optimizer_steps"],
+               "queries": history[-1]["queries"], "rank_checksums": result["rank_checksums"], "alignment": {}}
+    for split in ("unseen", "seen"):
+        key, fidelity = f"eval/{split}/oracle_alignment", f"eval/{split}/fidelity_frechet"
+        evaluated = [h for h in history if key in h]
+        if len(evaluated) < 2:
+            continue
         before, after = evaluated[0], evaluated[-1]
-        summary["heldout_alignment"] = {"baseline": before["eval/oracle_alignment"], "final": after["eval/oracle_alignment"]}
-        gap = 1 - before["eval/oracle_alignment"]
-        summary["gap_closed"] = (after["eval/oracle_alignment"] - before["eval/oracle_alignment"]) / gap if gap > 0 else None
-        if "eval/fidelity_frechet" in after:
-            summary["fidelity_frechet"] = {"baseline": before["eval/fidelity_frechet"], "final": after["eval/fidelity_frechet"]}
-            summary["fidelity_ratio"] = after["eval/fidelity_frechet"] / max(before["eval/fidelity_frechet"], 1e-12)
+        gap = 1 - before[key]
+        summary["alignment"][split] = {"baseline": before[key], "final": after[key],
+                                       "gap_closed": (after[key] - before[key]) / gap if gap > 0 else None}
+        if fidelity in after:
+            summary["alignment"][split] |= {"fidelity_frechet": {"baseline": before[fidelity], "final": after[fidelity]},
+                                            "fidelity_ratio": after[fidelity] / max(before[fidelity], 1e-12)}
     speeds = [h["perf/samples_per_second"] for h in result["history"] if "perf/samples_per_second" in h]
     if speeds:
         summary["samples_per_second"] = sum(speeds) / len(speeds)

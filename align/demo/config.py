@@ -16,6 +16,9 @@ class DemoConfig:
     train_seed: int = 0
     heldout_seed: int = 1000
     round2_seed: int = 500_000
+    seen_images_per_prompt: int = 2  # every model on the training prompts, with fresh seeds (the seen split)
+    seen_seed: int = 200_000
+    seen_prompt_count: int = 0  # 0: every training prompt; n: a fixed sample of n of them
     raters: int = 3
     noise: float = 0.1
     train_overlap: int = 2
@@ -26,9 +29,13 @@ class DemoConfig:
     rwr: list[str] = field(default_factory=list)  # overrides of configs/shapes/rwr.yaml
 
     def check(self) -> None:
-        counts = (self.train_images_per_prompt, self.heldout_images_per_prompt, self.round2_images_per_prompt)
+        counts = (self.train_images_per_prompt, self.heldout_images_per_prompt, self.round2_images_per_prompt,
+                  self.seen_images_per_prompt)
         if min(counts) < 1:
-            raise BadInput("train_images_per_prompt, heldout_images_per_prompt and round2_images_per_prompt must be at least 1")
+            raise BadInput("train_images_per_prompt, heldout_images_per_prompt, round2_images_per_prompt and"
+                           " seen_images_per_prompt must be at least 1")
+        if self.seen_prompt_count < 0:
+            raise BadInput(f"seen_prompt_count must be 0 (every training prompt) or more, got {self.seen_prompt_count}")
         if not 1 <= self.train_overlap <= self.raters or not 1 <= self.heldout_overlap <= self.raters:
             raise BadInput(f"train_overlap and heldout_overlap must be between 1 and raters ({self.raters})")
         if not 0 <= self.noise <= 1:

@@ -15,13 +15,15 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
-from align.reports.plots import hacking_figure, image_uri, png_uri, training_curves_figure
+from align.demo.summary import HELDOUT_RUNS
+from align.reports.plots import hacking_figure, image_uri, png_uri, sample_efficiency_figure
 from align.reports.reward_report import PAGE, heldout_ratings, sections, write_page
 from align.rundir import read_samples
 
 MODELS = {"baseline": "Baseline", "rwr": "RWR", "ddpo": "DDPO"}
 METHODS = {"ddpo": "DDPO", "rwr": "RWR"}
 CATEGORIES = ("count", "color", "background", "combination", "overall")
+SPLITS = {"unseen": "unseen (held-out) prompts", "seen": "seen (training) prompts, fresh seeds"}
 SHOWN_PROMPTS = 8
 
 
@@ -61,34 +63,45 @@ def _source(*files: str) -> str:
 
 
 def _headline(summary: dict) -> str:
-    models, targets = summary["models"], summary["targets"]
-    goal = targets["ddpo_gap_closed"]["target"]
-    sentences = [f"On held-out prompts, whose attribute combinations no model or reward saw in training, the"
-                 f" baseline's images match their prompt {_pct(models['baseline']['oracle']['overall'])} of the time."]
-    for method, label in (("ddpo", "DDPO"), ("rwr", "RWR")):
-        sentences.append(_gap_sentence(label, models[method]["oracle"]["overall"], summary["gap_closed"][method], goal))
-    sentences.append(_tracking_sentence(targets["round2_tracking"]))
-    sentences.append(_noise_sentence(models["baseline"]))
+    models, target = summary["models"], summary["targets"]["ddpo_gap_closed"]
+    sentences = []
+    for split, what in SPLITS.items():
+        base = models["baseline"]["splits"][split]["alignment"]["overall"]
+        sentences.append(f"On {what}, the baseline's images match their prompt {_interval(base)} of the time.")
+    for method, label in METHODS.items():
+        closed = summary["gap_closed"][method]
+        sentences.append(f"{label} reaches {_interval(models[method]['splits']['unseen']['alignment']['overall'])} on unseen"
+                         f" prompts, {_change(closed['unseen'])}, and {_interval(models[method]['splits']['seen']['alignment']['overall'])}"
+                         f" on seen prompts, {_change(closed['seen'])}.")
+    verdict = ("<b class='ok'>met</b>" if target["met"] else
+               f"<b class='bad'>missed</b>: the interval's lower end, {_pct(target['low'])}, does not clear it")
+    sentences.append(f"The target, DDPO closing {_pct(target['target'])} of the unseen gap, is {verdict}.")
+    sentences.append(_tracking_sentence(summary["targets"]["round2_tracking"]))
     return ("<h1>Human feedback on the shapes world</h1><p class='lead'>The demo rates a tiny text-to-image"
             " model's images with simulated raters, trains a reward model on the ratings, fine-tunes the model"
             " against that reward with DDPO and with reward-weighted regression (RWR), and rates once more.</p>"
             f"<h2>Headline</h2><p>{' '.join(sentences)}</p><p>Gap closed = (fine-tuned − baseline) / (1 − baseline)"
-            " of held-out oracle alignment: the share of the way to perfect alignment.</p>"
-            + _source("summary.json (models, gap_closed, targets)"))
+            " of oracle alignment: the share of the way to perfect alignment. Brackets hold 95% intervals of a"
+            " bootstrap over prompts; a fine-tuned model is compared with the baseline image for image (same"
+            " prompt, same seed), so a difference's interval is narrower than either model's own. A target counts"
+            " as met only when its interval's lower end clears it.</p>"
+            + _source("summary.json (models, gap_closed, targets)", "compare.json"))
 
 
-def _noise_sentence(baseline: dict) -> str:
-    """Two standard errors of a difference of two alignment rates over this many images each."""
-    p, n = baseline["oracle"]["overall"], baseline["images"]
-    return (f"With {n} held-out images per model, differences in overall alignment smaller than about"
-            f" {200 * math.sqrt(2 * p * (1 - p) / n):.1f} points are within sampling noise (two standard errors).")
+def _interval(estimate: dict, signed: bool = False) -> str:
+    value = f"{100 * estimate['value']:+.1f}%" if signed else _pct(estimate["value"])
+    if _missing(estimate.get("low")):
+        return value
+    low, high = (f"{100 * estimate[k]:+.1f}%" if signed else _pct(estimate[k]) for k in ("low", "high"))
+    return f"{value} [{low}, {high}]"
 
 
-def _gap_sentence(label: str, alignment: float, closed: float, goal: float) -> str:
-    verdict = ("<b class='ok'>meeting the target</b>" if closed >= goal
-               else f"<b class='bad'>missing the target</b> by {100 * (goal - closed):.1f} points")
-    change = f"closing {_pct(closed)} of the gap" if closed >= 0 else f"widening the gap by {_pct(-closed)}"
-    return f"{label} reaches {_pct(alignment)}, {change} to perfect alignment (target {_pct(goal)}), {verdict}."
+def _change(closed: dict) -> str:
+    if _missing(closed["value"]):
+        return "the gap undefined (the baseline is perfect)"
+    if closed["value"] >= 0:
+        return f"closing {_interval(closed)} of the gap to perfect alignment"
+    return f"widening the gap by {_pct(-closed['value'])} (gap closed {_interval(closed, signed=True)})"
 
 
 def _tracking_sentence(tracking: dict) -> str:
@@ -102,26 +115,36 @@ def _tracking_sentence(tracking: dict) -> str:
 
 
 def _summary_table(summary: dict) -> str:
-    rows = []
-    for name, label in MODELS.items():
-        m = summary["models"][name]
-        oracle = "".join(f"<td>{_pct(m['oracle'].get(c))}</td>" for c in CATEGORIES)
-        rows.append(f"<tr><td><b>{label}</b><br><code>{html.escape(m['run'])}</code></td><td>{m['images']}</td>"
-                    f"{oracle}<td>{_pct(m['oracle']['parseable'])}</td><td>{_num(m['reward_mean'], 2)}</td>"
-                    f"<td>{_num(m['clip_score'], 1)}</td><td>{_num(m['fidelity_frechet'], 2)}</td></tr>")
-    header = "".join(f"<th>{c}</th>" for c in CATEGORIES)
+    tables = []
+    for split, what in SPLITS.items():
+        rows = []
+        for name, label in MODELS.items():
+            m = summary["models"][name]["splits"][split]
+            oracle = "".join(f"<td>{_interval(m['alignment'][c]) if c in m['alignment'] else '–'}</td>" for c in CATEGORIES)
+            rows.append(f"<tr><td><b>{label}</b></td><td>{m['images']}</td>{oracle}<td>{_pct(m['parseable']['value'])}</td>"
+                        f"<td>{_num(m['reward_mean']['value'], 2)}</td><td>{_num(m['clip_score']['value'], 1)}</td>"
+                        f"<td>{_num(m['fidelity_frechet'], 2)}</td></tr>")
+            versus = summary["models"][name].get("versus_baseline", {}).get(split)
+            if versus:
+                cells = "".join(f"<td>{_interval(versus['by_category'][c]['difference'], signed=True)}</td>"
+                                if c in versus["by_category"] else "<td>–</td>" for c in CATEGORIES)
+                rows.append(f"<tr class='difference'><td>{label} − baseline</td><td>{versus['images']}</td>{cells}"
+                            f"<td colspan='4'>{versus['changed_verdicts']} verdicts changed</td></tr>")
+        header = "".join(f"<th>{c}</th>" for c in CATEGORIES)
+        tables.append(f"<h3>{what.capitalize()}</h3><table><tr><th>model</th><th>images</th>{header}<th>parseable</th>"
+                      f"<th>mean reward</th><th>CLIP score</th><th>fidelity (Fréchet)</th></tr>{''.join(rows)}</table>")
     return (
-        "<h2>Baseline, RWR and DDPO on held-out prompts</h2><p>The three models drew images for the same held-out"
-        " prompts with the same seeds. <i>Oracle alignment</i> is the share of images a program that parses the"
-        " scene judges to show everything the prompt states, per prompt category and overall. <i>Parseable</i> is"
-        " the share of images it could parse into clean shapes at all. <i>Mean reward</i> is the round-1 learned"
-        " reward (a logit), the quantity fine-tuning maximised. <i>CLIP score</i> is 100 × cosine similarity of the"
-        " tiny CLIP's image and text embeddings. <i>Fidelity</i> is the Fréchet distance, in CLIP image-embedding"
-        " space, from the images to clean renders of the same prompts: lower is closer to clean scenes.</p>"
-        f"<table><tr><th>model, run</th><th>images</th>{header}<th>parseable</th><th>mean reward</th>"
-        f"<th>CLIP score</th><th>fidelity (Fréchet)</th></tr>{''.join(rows)}</table>"
-        + _source("summary.json (models)", "<run>/metrics.json", "<run>/scores.parquet",
-                  "reward-r1/ applied to <run>/images", "align/evaluation/fidelity.py against <run>/images")
+        "<h2>Baseline, RWR and DDPO on seen and unseen prompts</h2><p>The three models drew images for the same"
+        " prompts with the same seeds: <i>seen</i> are the training prompts with fresh seeds, never used in"
+        " fine-tuning or rating; <i>unseen</i> are the held-out prompts, whose attribute pairs no model or reward"
+        " saw. <i>Oracle alignment</i> is the share of images a program that parses the scene judges to show"
+        " everything the prompt states, per prompt category and overall, with its 95% interval; the row under each"
+        " fine-tuned model is its paired difference from the baseline. <i>Parseable</i> is the share of images it"
+        " could parse into clean shapes at all. <i>Mean reward</i> is the round-1 learned reward (a logit), the"
+        " quantity fine-tuning maximised. <i>CLIP score</i> is 100 × cosine similarity of the tiny CLIP's image"
+        " and text embeddings. <i>Fidelity</i> is the Fréchet distance, in CLIP image-embedding space, from the"
+        " images to clean renders of the same prompts: lower is closer to clean scenes.</p>" + "".join(tables)
+        + _source("summary.json (models)", "compare.json", "<run>/scores.parquet")
     )
 
 
@@ -145,7 +168,7 @@ def _before_after(demo_dir: Path, summary: dict) -> str:
     for _, s in shown.iterrows():
         cells = "".join(_verdict_cell(s[f"{name} image"], s[f"{name} aligned"], label) for name, label in MODELS.items())
         rows.append(f"<tr><td><b>{html.escape(s['prompt'])}</b><br>{s['category']}, seed {s['seed']}</td>{cells}</tr>")
-    runs = [summary["models"][name]["run"] for name in MODELS]
+    runs = [HELDOUT_RUNS[name] for name in MODELS]
     return (
         f"<h2>Before and after: the same prompt and seed</h2><p>{len(shown)} held-out prompts, taken from each"
         " category in turn in prompt-set order (not chosen by outcome), each drawn by the three models from the"
@@ -160,7 +183,7 @@ def _matched_samples(demo_dir: Path, summary: dict) -> pd.DataFrame:
     """One row per held-out (prompt, seed) drawn by every model: each model's image and oracle verdict."""
     matched = None
     for name in MODELS:
-        run = demo_dir / summary["models"][name]["run"]
+        run = demo_dir / HELDOUT_RUNS[name]
         samples = read_samples(run).merge(pd.read_parquet(run / "scores.parquet")[["id", "aligned"]], on="id")
         samples = samples.sort_values("id").rename(columns={"aligned": f"{name} aligned"})
         samples[f"{name} image"] = [str(run / path) for path in samples["image_path"]]
@@ -189,14 +212,15 @@ def _training_curves(demo_dir: Path, histories: dict[str, list[dict]]) -> str:
                   "<table><tr><th>method</th><th>first evaluation</th><th>last evaluation</th></tr>"
                   + "".join(grids) + "</table>") if grids else "<p>The fine-tuning runs wrote no image grids.</p>"
     return (
-        "<h2>Training curves</h2><p>Left: the mean learned reward, the number fine-tuning pushes up; solid for"
-        " each epoch's freshly drawn training samples (DDPO; RWR learns from one fixed set of scored images and"
-        " draws none), dashed on held-out prompts at the epochs the run evaluated (epoch 0 is before any"
-        " training). Right: oracle alignment on the held-out prompts at the same evaluations. A reward that"
-        " climbs while alignment stays flat is a reward the model learned to please without following prompts"
-        " better. These in-training evaluations draw one image per held-out prompt, so they are noisier than"
-        " the table above; the alignment axis is zoomed to their range.</p>"
-        f"<img alt='training curves' src='{training_curves_figure(histories)}'>" + grid_table
+        "<h2>Training curves</h2><p>Against the reward queries spent, the images the reward scored for training"
+        " (the budget that matters when the reward is people): left, oracle alignment on the seen and unseen"
+        " prompts at the runs' own evaluations (fixed prompts and seeds, the deployment sampler; shaded: 95%"
+        " intervals over prompts); right, the mean learned reward, of each epoch's training samples (DDPO; RWR"
+        " scores one fixed set of images before training and draws none) and on unseen prompts. Epoch 0 is"
+        " before any training. A reward that climbs while alignment stays flat or falls is a reward the model"
+        " learned to please without following prompts better. These evaluations draw one image per prompt, so"
+        " their intervals are wider than the table's.</p>"
+        f"<img alt='sample efficiency' src='{sample_efficiency_figure(histories)}'>" + grid_table
         + _source("ddpo/metrics.json (history)", "rwr/metrics.json (history)", "ddpo/grids/", "rwr/grids/")
     )
 
@@ -213,7 +237,7 @@ def _reward_hacking(demo_dir: Path, histories: dict[str, list[dict]]) -> str:
               " at the best alignment so far while alignment fell more than the tolerance below that best.</p>")
     return (
         "<h2>Reward hacking</h2><p>Fine-tuning maximises a learned reward, which can be fooled. Each point is one"
-        " evaluated epoch: its mean reward and its oracle alignment on held-out prompts, labelled with the epoch."
+        " evaluated epoch: its mean reward and its oracle alignment on unseen prompts, labelled with the epoch."
         " Real progress moves up (alignment rises); reward hacking moves right (reward up) and down (alignment"
         " down). The runs check this at every evaluation and log a warning when it happens.</p>"
         f"<img alt='reward against oracle alignment' src='{hacking_figure(histories)}'>" + logged

@@ -10,6 +10,8 @@ overwritten. Fine-tuning runs in a child process so that accelerate owns that pr
     OUT/reward-r1, OUT/reward-r2 reward models of round 1 and of rounds 1 + 2
     OUT/ddpo, OUT/rwr            fine-tuning runs (LoRA in final/)
     OUT/eval/{ddpo,rwr}-heldout  the fine-tuned models on the held-out prompts, same seeds as the baseline
+    OUT/eval/*-seen              every model on the training prompts with fresh seeds (the seen split)
+    OUT/compare.json             `t2i-align compare` of the three models on both splits, with intervals
     OUT/round2/train             the DDPO model's images of the training prompts, rated
     OUT/summary.json, OUT/report.html
 """
@@ -27,6 +29,9 @@ from align.cli import main as cli
 from align.demo.config import DemoConfig
 from align.errors import BadInput
 
+# Each model's runs, seen split first; the baseline's unseen run is round 1's held-out run.
+COMPARED = (("baseline", "eval/baseline-seen"), ("baseline", "round1/heldout"), ("ddpo", "eval/ddpo-seen"),
+            ("ddpo", "eval/ddpo-heldout"), ("rwr", "eval/rwr-seen"), ("rwr", "eval/rwr-heldout"))
 STAGES = ("baseline images", "round-1 ratings", "round-1 reward", "baseline evaluation", "DDPO", "RWR",
           "fine-tuned evaluation", "round 2", "summary and report")
 
@@ -82,12 +87,17 @@ class Demo:
         return self._finetune("rwr", self.config.rwr)
 
     def finetuned_evaluation(self) -> bool:
+        """Every model on both splits with the same seeds, then compared image for image."""
         c, worked = self.config, False
-        for method in ("ddpo", "rwr"):
-            run = self.out / f"eval/{method}-heldout"
-            worked |= self._generate(run, "heldout", c.heldout_images_per_prompt, c.heldout_seed, lora=self.out / method / "final")
+        for model, lora in (("baseline", None), ("ddpo", self.out / "ddpo/final"), ("rwr", self.out / "rwr/final")):
+            run = self.out / f"eval/{model}-seen"
+            worked |= self._generate(run, self._seen_prompts(), c.seen_images_per_prompt, c.seen_seed, lora=lora)
             worked |= self._evaluate(run)
-        return worked
+            if lora:
+                run = self.out / f"eval/{model}-heldout"
+                worked |= self._generate(run, "heldout", c.heldout_images_per_prompt, c.heldout_seed, lora=lora)
+                worked |= self._evaluate(run)
+        return self._compare() or worked
 
     def round2(self) -> bool:
         """As in iterative RLHF: rate the DDPO model's images, retrain the reward on both rounds."""
@@ -147,6 +157,30 @@ class Demo:
             return False
         partial = ["--overwrite"] if model.exists() else []  # an interrupted training left no finished model
         self._command("train-reward", "--labels", str(labels), "--out", str(model), *partial, *self.config.reward)
+        return True
+
+    def _seen_prompts(self) -> str:
+        """The training prompts, or a fixed sample of them written to OUT/seen_prompts.txt."""
+        count = self.config.seen_prompt_count
+        if not count:
+            return "train"
+        path = self.out / "seen_prompts.txt"
+        if not path.is_file():
+            import random
+
+            from align.generation.prompts import load_prompts
+
+            texts = [p.text for p in load_prompts("train")]
+            path.write_text("\n".join(sorted(random.Random(self.config.seen_seed).sample(texts, min(count, len(texts))))) + "\n")
+        return str(path)
+
+    def _compare(self) -> bool:
+        out = self.out / "compare.json"
+        if out.is_file():
+            return False
+        runs = [f"{model}={self.out / run}" for model, run in COMPARED]
+        self._command("compare", *[arg for run in runs for arg in ("--run", run)], "--out", str(out),
+                      f"reward_model={self.out / 'reward-r1'}")
         return True
 
     def _evaluate(self, run: Path) -> bool:

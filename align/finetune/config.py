@@ -68,9 +68,16 @@ class RwrSettings:
 
 @dataclass
 class EvalSettings:
-    prompts: str = "heldout"
-    images_per_prompt: int = 1
-    seed: int = 1000
+    prompts: str = "heldout"  # the unseen split
+    images_per_prompt: int = 1  # both splits
+    seed: int = 1000  # unseen image i is drawn with seed + i
+    seen_prompts: str | None = "train"  # the seen split (null: none): fine-tuning prompts with fresh seeds
+    seen_prompt_count: int = 89  # a fixed sample of this many of them (the held-out set's size), 0: all
+    seen_seed: int = 200_000  # far from every seed that fine-tuning, rating or the demo's runs use
+    # The deployment sampler, as `generate` draws (configs/shapes/generate.yaml), whatever the training sampler.
+    steps: int = 20
+    guidance: float = 5.0
+    eta: float = 0.0
     every: int = 1  # epochs; 0: only before and after training
     oracle: bool = True  # the shapes world's oracle; off for prompts outside it
     fidelity: bool = True  # Frechet distance to clean renders (shapes world only)

@@ -92,6 +92,7 @@ def train(config: FinetuneConfig, out: Path, reward_fn, resume_from: Path | None
             local["log_probs"].append(log_probs.float())
             local["rewards"].append(reward_fn(images, batch_prompts, [{}] * len(index)).float().to(accelerator.device))
         sampled = time.perf_counter()
+        counters.queries += per_epoch
         # 3. gather all samples in global-index order; advantages from the per-prompt buffer
         samples = {k: accelerator.gather(torch.cat(v)).cpu() for k, v in local.items()}
         order = samples.pop("index").argsort()

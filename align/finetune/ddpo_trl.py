@@ -68,6 +68,7 @@ def train(config: FinetuneConfig, out: Path, reward_fn, resume_from: Path | None
         began = time.perf_counter()
         epoch_rewards.clear()
         counters.optimizer_steps = trainer.step(epoch, counters.optimizer_steps)
+        counters.queries += per_epoch
         rewards = np.concatenate(epoch_rewards)  # this process's samples
         counters.epoch = epoch + 1
         metrics = {"epoch": counters.epoch, "reward/mean": float(rewards.mean()), "reward/std": float(rewards.std()),

@@ -1,18 +1,25 @@
-"""What a fine-tuning run watches: held-out images from fixed prompts and seeds, judged by the
-oracle (alignment), the reward, and fidelity to clean renders; an image grid; and the warning
-that matters most: the reward rising while oracle alignment falls, i.e. reward hacking.
+"""What a fine-tuning run watches: images of fixed prompts and seeds on both splits, judged by
+the oracle (alignment, with a 95% interval over prompts), the reward, and fidelity to clean
+renders; an image grid; and the warning that matters most: the reward rising while oracle
+alignment on unseen prompts falls, i.e. reward hacking.
 
-Evaluation images are drawn exactly as `t2i-align generate` draws them (DDIM with eta 0,
-generator seeded `eval.seed + i`), so epoch 0 is the baseline the targets compare against.
+The splits are those of the evaluation protocol: **unseen** (`eval.prompts`, the held-out set)
+and **seen** (a fixed sample of the fine-tuning prompts, drawn with fresh seeds). Images are
+drawn with the deployment sampler (`eval.steps`, `eval.guidance`, `eval.eta`: DDIM as
+`t2i-align generate` draws, generator seeded `seed + i`), not the training sampler, so epoch 0
+is the baseline the targets compare against. Every record carries the reward queries so far
+(images the reward scored for training; evaluations are not counted) and the optimizer steps.
 """
 
 from __future__ import annotations
 
+import random
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from align.evaluation import paired
 from align.finetune.config import FinetuneConfig
 from align.finetune.rewards import to_pil
 from align.generation.prompts import load_prompts
@@ -21,42 +28,57 @@ from align.generation.prompts import load_prompts
 class Monitor:
     def __init__(self, config: FinetuneConfig, out: Path, pipeline, reward_fn, device):
         self.config, self.out, self.pipeline, self.reward_fn = config, out, pipeline, reward_fn
-        prompts = [p.text for p in load_prompts(config.eval.prompts)]
-        self.prompts = [p for p in prompts for _ in range(config.eval.images_per_prompt)]
-        self.fidelity = None
-        if config.eval.fidelity:
+        e = config.eval
+        self.splits = {"unseen": (self._repeat([p.text for p in load_prompts(e.prompts)]), e.seed)}
+        if e.seen_prompts:
+            seen = [p.text for p in load_prompts(e.seen_prompts)]
+            if 0 < e.seen_prompt_count < len(seen):
+                seen = sorted(random.Random(e.seen_seed).sample(seen, e.seen_prompt_count))
+            self.splits["seen"] = (self._repeat(seen), e.seen_seed)
+        self.fidelity = {}
+        if e.fidelity:
             from align.evaluation.fidelity import FidelityMeter
 
-            self.fidelity = FidelityMeter(config.eval.clip_model, device, self.prompts, config.eval.seed)
+            self.fidelity = {split: FidelityMeter(e.clip_model, device, prompts, seed) for split, (prompts, seed) in self.splits.items()}
+
+    def _repeat(self, prompts: list[str]) -> list[str]:
+        return [p for p in prompts for _ in range(self.config.eval.images_per_prompt)]
 
     @torch.no_grad()
-    def images(self, batch_size: int = 32) -> torch.Tensor:
-        s, pipe = self.config.sampling, self.pipeline
+    def images(self, prompts: list[str], seed: int, batch_size: int = 32) -> torch.Tensor:
+        e, pipe = self.config.eval, self.pipeline
         was_training = pipe.unet.training
         pipe.unet.eval()
         batches = []
-        for start in range(0, len(self.prompts), batch_size):
-            prompts = self.prompts[start : start + batch_size]
-            generators = [torch.Generator(pipe.device).manual_seed(self.config.eval.seed + start + i) for i in range(len(prompts))]
-            batches.append(pipe(prompts, num_inference_steps=s.steps, guidance_scale=s.guidance, eta=0.0,
+        for start in range(0, len(prompts), batch_size):
+            batch = prompts[start : start + batch_size]
+            generators = [torch.Generator(pipe.device).manual_seed(seed + start + i) for i in range(len(batch))]
+            batches.append(pipe(batch, num_inference_steps=e.steps, guidance_scale=e.guidance, eta=e.eta,
                                 generator=generators, output_type="pt").images.float().cpu())
         pipe.unet.train(was_training)
         return torch.cat(batches)
 
     def evaluate(self, epoch: int) -> dict:
-        """Held-out metrics of the current model; also writes OUT/grids/epoch_NNNN.png."""
-        images = self.images()
-        pil = to_pil(images)
+        """Both splits' metrics of the current model; also writes OUT/grids/epoch_NNNN.png (unseen prompts)."""
         metrics: dict = {}
-        if self.config.eval.oracle:
-            from align.shapes.oracle import judge
+        for split, (prompts, seed) in self.splits.items():
+            images = self.images(prompts, seed)
+            pil = to_pil(images)
+            if self.config.eval.oracle:
+                from align.shapes.oracle import judge
 
-            metrics["eval/oracle_alignment"] = float(np.mean([judge(im, p).aligned for im, p in zip(pil, self.prompts)]))
-        if self.reward_fn is not None:
-            metrics["eval/reward_mean"] = float(self.reward_fn(images, self.prompts, [{}] * len(pil)).mean())
-        if self.fidelity is not None:
-            metrics["eval/fidelity_frechet"] = self.fidelity(pil)
-        self._grid(images[: self.config.eval.grid_size], epoch)
+                aligned = [float(judge(im, p).aligned) for im, p in zip(pil, prompts)]
+                estimate = paired.mean(aligned, prompts)
+                metrics[f"eval/{split}/oracle_alignment"] = estimate.value
+                if estimate.low is not None:
+                    metrics[f"eval/{split}/oracle_alignment_low"] = estimate.low
+                    metrics[f"eval/{split}/oracle_alignment_high"] = estimate.high
+            if self.reward_fn is not None:
+                metrics[f"eval/{split}/reward_mean"] = float(self.reward_fn(images, prompts, [{}] * len(pil)).mean())
+            if split in self.fidelity:
+                metrics[f"eval/{split}/fidelity_frechet"] = self.fidelity[split](pil)
+            if split == "unseen":
+                self._grid(images[: self.config.eval.grid_size], epoch)
         return metrics
 
     def _grid(self, images: torch.Tensor, epoch: int) -> None:
@@ -79,17 +101,18 @@ def log_grid(accelerator, grid: torch.Tensor, step: int) -> None:
 
 def reward_hacking(history: list[dict], tolerance: float) -> str | None:
     """A sentence when the latest evaluation's reward is above the reward at the best oracle
-    alignment so far while alignment has fallen more than `tolerance` below that best."""
-    judged = [h for h in history if "eval/oracle_alignment" in h and "eval/reward_mean" in h]
+    alignment so far while alignment has fallen more than `tolerance` below that best (unseen prompts)."""
+    alignment, reward = "eval/unseen/oracle_alignment", "eval/unseen/reward_mean"
+    judged = [h for h in history if alignment in h and reward in h]
     if len(judged) < 2:
         return None
-    best = max(judged[:-1], key=lambda h: h["eval/oracle_alignment"])
+    best = max(judged[:-1], key=lambda h: h[alignment])
     now = judged[-1]
-    if now["eval/reward_mean"] > best["eval/reward_mean"] and now["eval/oracle_alignment"] < best["eval/oracle_alignment"] - tolerance:
+    if now[reward] > best[reward] and now[alignment] < best[alignment] - tolerance:
         return (
-            f"reward hacking: at epoch {now['epoch']} the reward rose to {now['eval/reward_mean']:.3f} "
-            f"(from {best['eval/reward_mean']:.3f} at epoch {best['epoch']}) while oracle alignment on held-out "
-            f"prompts fell to {now['eval/oracle_alignment']:.1%} (from {best['eval/oracle_alignment']:.1%})"
+            f"reward hacking: at epoch {now['epoch']} the reward rose to {now[reward]:.3f} "
+            f"(from {best[reward]:.3f} at epoch {best['epoch']}) while oracle alignment on unseen "
+            f"prompts fell to {now[alignment]:.1%} (from {best[alignment]:.1%})"
         )
     return None
 
@@ -117,9 +140,10 @@ def end_epoch(accelerator, monitor, counters, metrics, log, config):
 
 
 def record(accelerator, counters, metrics, log):
-    """One epoch's numbers into the history, the trackers and the run log."""
+    """One epoch's numbers, with the budget spent so far, into the history, the trackers and the run log."""
     from accelerate.utils import gather_object
 
+    metrics = {**metrics, "queries": counters.queries, "optimizer_steps": counters.optimizer_steps}
     metrics = gather_object([metrics])[0]  # the main process's evaluation, so every rank keeps the same history
     counters.history.append(metrics)
     accelerator.log({k: v for k, v in metrics.items() if k != "epoch"}, step=metrics["epoch"])

@@ -29,13 +29,15 @@ class Counters:
 
     epoch: int = 0  # epochs completed
     optimizer_steps: int = 0
+    queries: int = 0  # images the reward scored for training, all processes: the feedback budget spent
     history: list[dict] = field(default_factory=list)
 
     def state_dict(self) -> dict:
-        return {"epoch": self.epoch, "optimizer_steps": self.optimizer_steps, "history": self.history}
+        return {"epoch": self.epoch, "optimizer_steps": self.optimizer_steps, "queries": self.queries, "history": self.history}
 
     def load_state_dict(self, state: dict) -> None:
         self.epoch, self.optimizer_steps, self.history = state["epoch"], state["optimizer_steps"], state["history"]
+        self.queries = state["queries"]
 
 
 def make_accelerator(config: FinetuneConfig, out: Path, accumulation: int):

@@ -76,6 +76,7 @@ def train(config: FinetuneConfig, out: Path, reward_fn, resume_from: Path | None
         evaluate_and_record(accelerator, monitor, counters, {"epoch": 0}, log, config)
     for epoch in range(counters.epoch, config.epochs):
         began = time.perf_counter()
+        counters.queries = n  # the whole dataset was scored (or rated) once, before the first epoch
         unet.train()
         losses = {"train/loss": [], "train/weighted_loss": [], "train/pretrain_loss": []}
         for step in tqdm(range(steps_per_epoch), desc=f"epoch {epoch + 1}", disable=not accelerator.is_local_main_process):

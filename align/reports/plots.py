@@ -79,19 +79,28 @@ def png_uri(path) -> str:
         return "data:image/png;base64," + base64.b64encode(file.read()).decode()
 
 
-def training_curves_figure(histories: dict[str, list[dict]]) -> str:
-    """Per fine-tuning method: the reward per epoch (of the epoch's training samples where the method
-    draws any, and on held-out prompts where evaluated), and held-out oracle alignment."""
+def sample_efficiency_figure(histories: dict[str, list[dict]]) -> str:
+    """Per fine-tuning method, against the reward queries spent: oracle alignment on both splits
+    (with their intervals) and the mean learned reward, so reward hacking shows on the same axis."""
     figure, (left, right) = plt.subplots(1, 2, figsize=(10.4, 3.9))
-    curves = ((left, "reward/mean", "training samples", "-"), (left, "eval/reward_mean", "held-out", "--"),
-              (right, "eval/oracle_alignment", "held-out", "-"))
     for method, history in histories.items():
-        for ax, key, what, style in curves:
-            points = [(h["epoch"], h[key]) for h in history if key in h]
+        color = METHOD_COLORS.get(method)
+        for split, style in (("unseen", "-"), ("seen", "--")):
+            key = f"eval/{split}/oracle_alignment"
+            points = [h for h in history if key in h]
+            if not points:
+                continue
+            queries = [h["queries"] for h in points]
+            left.plot(queries, [h[key] for h in points], style, marker="o", ms=4, color=color, label=f"{method}, {split}")
+            if all(f"{key}_low" in h for h in points):
+                left.fill_between(queries, [h[f"{key}_low"] for h in points], [h[f"{key}_high"] for h in points],
+                                  color=color, alpha=0.12 if split == "unseen" else 0.06, lw=0)
+        for key, what, style in (("reward/mean", "training samples", "-"), ("eval/unseen/reward_mean", "unseen", "--")):
+            points = [(h["queries"], h[key]) for h in history if key in h]
             if points:
-                ax.plot(*zip(*points), style, marker="o", ms=4, color=METHOD_COLORS.get(method), label=f"{method}, {what}")
-    left.set(xlabel="epoch", ylabel="mean learned reward (logit)", title="Reward")
-    right.set(xlabel="epoch", ylabel="oracle alignment", title="Oracle alignment")
+                right.plot(*zip(*points), style, marker="o", ms=4, color=color, label=f"{method}, {what}")
+    left.set(xlabel="reward queries (images scored for training)", ylabel="oracle alignment", title="Oracle alignment")
+    right.set(xlabel="reward queries (images scored for training)", ylabel="mean learned reward (logit)", title="Reward")
     for ax in (left, right):
         ax.legend(fontsize=8)
     return data_uri(figure)
@@ -103,14 +112,14 @@ def hacking_figure(histories: dict[str, list[dict]]) -> str:
     Real progress moves up; reward hacking moves right and down."""
     figure, ax = plt.subplots(figsize=(6.4, 4.6))
     for method, history in histories.items():
-        judged = [h for h in history if "eval/reward_mean" in h and "eval/oracle_alignment" in h]
+        judged = [h for h in history if "eval/unseen/reward_mean" in h and "eval/unseen/oracle_alignment" in h]
         if not judged:
             continue
-        x, y = [h["eval/reward_mean"] for h in judged], [h["eval/oracle_alignment"] for h in judged]
+        x, y = [h["eval/unseen/reward_mean"] for h in judged], [h["eval/unseen/oracle_alignment"] for h in judged]
         ax.plot(x, y, marker="o", ms=5, color=METHOD_COLORS.get(method), label=method)
         for h, xi, yi in zip(judged, x, y):
             ax.annotate(str(h["epoch"]), (xi, yi), textcoords="offset points", xytext=(4, 4), fontsize=8)
-    ax.set(xlabel="mean learned reward on held-out prompts (logit)", ylabel="oracle alignment on held-out prompts",
+    ax.set(xlabel="mean learned reward on unseen prompts (logit)", ylabel="oracle alignment on unseen prompts",
            title="Reward against oracle alignment, labelled by epoch")
     ax.legend(fontsize=8)
     return data_uri(figure)

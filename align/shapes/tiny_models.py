@@ -13,7 +13,6 @@ import gzip
 import json
 from pathlib import Path
 
-import torch
 from diffusers import AutoencoderKL, DDIMScheduler, DDPMScheduler, UNet2DConditionModel
 from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
 
