@@ -63,10 +63,15 @@ def load_pipeline(reference: str, dtype: str | dict[str, str] = "float32", devic
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise BadInput(f"could not load the Stable Diffusion pipeline '{reference}': {reason}") from None
     if lora is not None:
+        # The project's LoRA is the UNet's only; diffusers would say so about the text encoder on every load.
+        verbosity = diffusers_logging.get_verbosity()
+        diffusers_logging.set_verbosity_error()
         try:
             pipeline.load_lora_weights(lora)
         except (OSError, ValueError, EnvironmentError) as exc:
             raise BadInput(f"could not load LoRA weights from {lora}: {(str(exc).strip().splitlines() or [type(exc).__name__])[0]}") from None
+        finally:
+            diffusers_logging.set_verbosity(verbosity)
     pipeline.set_progress_bar_config(disable=True)
     return pipeline.to(pick_device(device))
 

@@ -85,3 +85,13 @@ def test_a_run_prints_the_project_s_lines_not_library_noise(tmp_path):
     assert "INFO epoch 1:" in printed and "epoch 1 sampling" in printed
     for noise in ("should be kept in float32", "Loading pipeline components", "Loading weights", "LinAlgWarning"):
         assert noise not in printed, noise
+
+
+def test_generating_with_the_lora_prints_no_library_noise(full_run, tmp_path):
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text("a red square\n")
+    command = [sys.executable, "-m", "align.cli", "generate", "--out", str(tmp_path / "run"), f"prompts={prompts}",
+               "sampling.steps=3", f"lora={full_run / 'final'}"]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "No LoRA keys" not in result.stderr and "Loading pipeline components" not in result.stderr
