@@ -78,7 +78,7 @@ def build_app(store: LabelStore, accounts: Accounts) -> gr.Blocks:
         sample = store.sample(current)
         alt = html.escape(sample.prompt, quote=True)
         image = (
-            f'<div class="frame"><img class="sample" data-sample-id="{sample.id}" '
+            f'<div class="frame"><img class="sample" data-sample-id="{html.escape(sample.id, quote=True)}" '
             f'src="{image_url(store.run_dir / sample.image_path)}" alt="{alt}"></div>'
         )
         if upcoming is not None:
@@ -131,7 +131,7 @@ def build_app(store: LabelStore, accounts: Accounts) -> gr.Blocks:
             receipt = {"outcome": "refused", "sample_id": sample_id}
         else:
             thumb = "👍" if label else "👎"
-            why = f" ({', '.join(rating.reasons)})" if rating.reasons else ""
+            why = f" ({html.escape(', '.join(rating.reasons))})" if rating.reasons else ""
             status = f'<span class="ack" data-rating-id="{rating.id}">Saved {thumb}{why} · rating #{rating.id}</span>'
             receipt = {"outcome": "saved", "rating_id": rating.id, "sample_id": sample_id, "label": label}
         return screen(rater, advance(rater, session), status, receipt)

@@ -139,3 +139,29 @@ def test_wrong_password_anonymous_image_and_path_traversal_are_refused(labeling_
         assert response.status in (403, 404), (path, response.status)
         assert b"not for raters" not in response.body()
     context.close()
+
+
+def test_a_crafted_sample_id_does_not_run_script_in_the_rater_s_browser(tmp_path, labeling_chromium):
+    """The attack: a samples.parquet whose id closes the attribute and adds an element with a handler."""
+    import pandas as pd
+
+    run = make_run_dir(tmp_path, 2)
+    samples = pd.read_parquet(run / "samples.parquet")
+    crafted = '0"><img src=x onerror="document.title=\'pwned\'"><b x="'
+    samples.loc[0, "id"] = crafted
+    samples.to_parquet(run / "samples.parquet", index=False)
+    accounts = tmp_path / "raters.db"
+    add_rater(accounts, "bob")
+    server = LabelServer(run, accounts, tmp_path / "server.log").start()
+    try:
+        page = labeling_chromium.new_page()
+        log_in(page, server.url, "bob", RATER_PASSWORD)
+        image = page.locator("#image img.sample")
+        expect(image).to_be_visible()
+        assert image.get_attribute("data-sample-id") == crafted  # shown as data, not markup
+        page.wait_for_timeout(300)  # the injected image's error handler would have fired by now
+        assert page.title() != "pwned"
+        assert page.locator("#image img[src='x']").count() == 0
+        page.close()
+    finally:
+        server.stop()
