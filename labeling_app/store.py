@@ -221,12 +221,14 @@ class LabelStore:
             db.execute("INSERT INTO leases VALUES (?, ?, ?)", (row[0], rater, now + self.lease_seconds))
             return row[0]
 
-    def release(self, rater: str, sample_ids: Iterable[str | None] = ()) -> None:
-        """Give leased samples back to the pool (all of the rater's leases when none are named)."""
+    def release(self, rater: str, sample_ids: Iterable[str | None] | None = None) -> None:
+        """Give leased samples back to the pool: the named ones (None entries are no sample), or
+        all of the rater's leases when `sample_ids` is None."""
         with self._write() as db:
-            ids = [i for i in sample_ids if i is not None]
-            if not ids:
+            if sample_ids is None:
                 db.execute("DELETE FROM leases WHERE rater = ?", (rater,))
+                return
+            ids = [i for i in sample_ids if i is not None]
             for sample_id in ids:
                 db.execute("DELETE FROM leases WHERE rater = ? AND sample_id = ?", (rater, sample_id))
 

@@ -77,3 +77,25 @@ def test_an_image_that_goes_bad_while_serving_is_left_out_and_logged(labeling_ac
     cy.close()
     assert "000007" not in shown and "000006" in shown
     assert "sample 000007 is left out: image file images/000007.png is not a readable image" in server.log.read_text()
+
+
+def test_undo_on_the_last_sample_keeps_it_leased_to_the_rater(tmp_path):
+    """The attack on the lease: with nothing preloaded, an undo used to release every lease of the
+    rater, so the sample back on bob's screen went to alice and bob's own re-rating was refused."""
+    run = make_run_dir(tmp_path, 1)
+    accounts = tmp_path / "raters.db"
+    add_rater(accounts, "bob")
+    add_rater(accounts, "alice")
+    server = LabelServer(run, accounts, tmp_path / "server.log").start()
+    try:
+        bob, alice = RatingClient(server.url, "bob", RATER_PASSWORD), RatingClient(server.url, "alice", RATER_PASSWORD)
+        assert bob.start()["showing"] == "000000"
+        assert bob.thumbs_up()["outcome"] == "saved"
+        undone = bob.undo()
+        assert undone["outcome"] == "undone" and undone["showing"] == "000000"
+        assert alice.start()["showing"] is None  # still bob's to rate again
+        assert bob.thumbs_down(["wrong count"])["outcome"] == "saved"
+        bob.close()
+        alice.close()
+    finally:
+        server.stop()
