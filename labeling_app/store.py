@@ -26,6 +26,7 @@ SCHEMA_VERSION = 1
 REASONS = ("wrong count", "wrong colour", "wrong background", "malformed")
 RATER_KINDS = ("human", "simulated")
 DEFAULT_LEASE_SECONDS = 300.0
+DEFAULT_MAX_LEASES = 4  # per rater: the sample on screen and the preloaded one, in two tabs
 
 log = logging.getLogger(__name__)
 
@@ -112,10 +113,13 @@ def utc_now() -> str:
 class LabelStore:
     """labels.db of one run dir. Safe to share between threads and processes."""
 
-    def __init__(self, run_dir: Path, overlap: int | None = None, lease_seconds: float = DEFAULT_LEASE_SECONDS):
+    def __init__(self, run_dir: Path, overlap: int | None = None, lease_seconds: float = DEFAULT_LEASE_SECONDS,
+                 max_leases: int = DEFAULT_MAX_LEASES):
+        if max_leases < 1:
+            raise LabelingError(f"a rater must be able to hold at least one lease, got max leases {max_leases}")
         self.run_dir = Path(run_dir)
         self.path = self.run_dir / "labels.db"
-        self.lease_seconds = lease_seconds
+        self.lease_seconds, self.max_leases = lease_seconds, max_leases
         self._local = threading.local()
         self._check_schema_version()
         with self._write() as db:
@@ -211,13 +215,19 @@ class LabelStore:
     # -- the rating loop ---------------------------------------------------------------------
 
     def next_sample(self, rater: str) -> str | None:
-        """Lease the next sample for `rater`, or None when nothing is left for them."""
+        """Lease the next sample for `rater`, or None when nothing is left for them. A rater holds at
+        most `max_leases`: a new lease releases their oldest, so no one can hoard the run."""
         now = time.time()
         with self._write() as db:
             db.execute("DELETE FROM leases WHERE expires_at <= ?", (now,))
             row = db.execute(_ASSIGN, {"rater": rater, "overlap": self.overlap}).fetchone()
             if row is None:
                 return None
+            db.execute(
+                "DELETE FROM leases WHERE rater = :rater AND sample_id IN (SELECT sample_id FROM leases"
+                " WHERE rater = :rater ORDER BY expires_at DESC LIMIT -1 OFFSET :keep)",
+                {"rater": rater, "keep": self.max_leases - 1},
+            )
             db.execute("INSERT INTO leases VALUES (?, ?, ?)", (row[0], rater, now + self.lease_seconds))
             return row[0]
 
@@ -335,12 +345,13 @@ class LabelStore:
 
 
 def open_run_store(
-    run_dir: str | Path, overlap: int | None = None, lease_seconds: float = DEFAULT_LEASE_SECONDS
+    run_dir: str | Path, overlap: int | None = None, lease_seconds: float = DEFAULT_LEASE_SECONDS,
+    max_leases: int = DEFAULT_MAX_LEASES,
 ) -> LabelStore:
     """Check the run dir, open (or create) its labels.db and register its samples; unreadable images are logged and left out."""
     path = resolve_run_dir(run_dir)
     samples = read_samples(path)
-    store = LabelStore(path, overlap=overlap, lease_seconds=lease_seconds)
+    store = LabelStore(path, overlap=overlap, lease_seconds=lease_seconds, max_leases=max_leases)
     problems = {}
     for sample in samples:
         problem = image_problem(path, sample)

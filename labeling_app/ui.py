@@ -104,7 +104,17 @@ def build_app(store: LabelStore, accounts: Accounts) -> gr.Blocks:
 
     def advance(rater: str, session: dict) -> dict:
         current = session["next"] or lease_showable(rater)
-        return {"current": current, "next": lease_showable(rater) if current else None}
+        return {"rater": rater, "current": current, "next": lease_showable(rater) if current else None}
+
+    def own(session: dict | None, rater: str) -> dict:
+        """The rater's session (an empty one before their first call). Gradio keys state by a session
+        hash the client chooses: a rater who learns another's hash is refused, and the state is kept."""
+        if session is None:
+            return {"rater": rater, "current": None, "next": None}
+        if session.get("rater") != rater:
+            log.warning("%s sent a request in %s's session; refused", rater, session.get("rater"))
+            raise gr.Error("This session belongs to another rater; reload the page to start your own.")
+        return session
 
     def screen(rater: str, session: dict, status: str, receipt: dict) -> tuple:
         """All outputs of an event; `receipt` tells API clients what happened and what is now shown."""
@@ -115,14 +125,14 @@ def build_app(store: LabelStore, accounts: Accounts) -> gr.Blocks:
     def start(request: gr.Request):
         rater = request.username
         store.release(rater)  # a fresh page takes over the rater's earlier leases
-        session = advance(rater, {"current": None, "next": None})
+        session = advance(rater, own(None, rater))
         return (*screen(rater, session, "", {"outcome": "started"}), gr.update(visible=accounts.is_admin(rater)))
 
     def rate(label: int, session: dict | None, reasons: list[str], request: gr.Request) -> tuple:
         rater = request.username
-        if not session or session["current"] is None:
-            session = advance(rater, session or {"current": None, "next": None})
-            return screen(rater, session, "", {"outcome": "nothing to rate"})
+        session = own(session, rater)
+        if session["current"] is None:
+            return screen(rater, advance(rater, session), "", {"outcome": "nothing to rate"})
         sample_id = session["current"]
         try:
             rating = store.rate(rater, sample_id, label, reasons if label == 0 else [], kind="human")
@@ -144,20 +154,21 @@ def build_app(store: LabelStore, accounts: Accounts) -> gr.Blocks:
 
     def skip(session, request: gr.Request):
         rater = request.username
-        if session and session["current"]:
+        session = own(session, rater)
+        if session["current"]:
             store.skip(rater, session["current"])
             return screen(rater, advance(rater, session), "Skipped.", {"outcome": "skipped"})
-        return screen(rater, advance(rater, session or {"current": None, "next": None}), "", {"outcome": "nothing to rate"})
+        return screen(rater, advance(rater, session), "", {"outcome": "nothing to rate"})
 
     def undo(session, request: gr.Request):
         rater = request.username
         undone = store.undo_last(rater)
-        session = session or {"current": None, "next": None}
+        session = own(session, rater)
         if undone is None:
             return screen(rater, session, "Nothing to undo.", {"outcome": "nothing to undo"})
         # The undone sample comes back on screen; the one that was showing becomes the preloaded next.
         store.release(rater, [session["next"]])
-        session = {"current": undone.sample_id, "next": session["current"]}
+        session = {"rater": rater, "current": undone.sample_id, "next": session["current"]}
         status = f"Undid rating #{undone.id}; rate this image again."
         return screen(rater, session, status, {"outcome": "undone", "rating_id": undone.id, "sample_id": undone.sample_id})
 

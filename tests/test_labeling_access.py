@@ -99,3 +99,57 @@ def test_undo_on_the_last_sample_keeps_it_leased_to_the_rater(tmp_path):
         alice.close()
     finally:
         server.stop()
+
+
+def test_a_rater_cannot_hoard_the_run_with_fresh_sessions(tmp_path):
+    """The attack: skip from many fresh sessions, each leasing two samples, until nothing is left
+    for anyone else. A rater now holds at most --max-leases (4) samples; each new lease releases
+    their oldest."""
+    import sqlite3
+
+    run = make_run_dir(tmp_path, 30)
+    accounts = tmp_path / "raters.db"
+    add_rater(accounts, "bob")
+    add_rater(accounts, "alice")
+    server = LabelServer(run, accounts, tmp_path / "server.log").start()
+    try:
+        for _ in range(20):  # 40 leases asked for, more than the run has samples
+            hoarder = RatingClient(server.url, "bob", RATER_PASSWORD)
+            hoarder.skip()
+            hoarder.close()
+        with sqlite3.connect(run / "labels.db") as db:
+            (held,) = db.execute("SELECT COUNT(*) FROM leases WHERE rater = 'bob'").fetchone()
+        assert held <= 4
+        alice = RatingClient(server.url, "alice", RATER_PASSWORD)
+        assert alice.start()["showing"] is not None
+        alice.close()
+    finally:
+        server.stop()
+
+
+def test_a_rater_who_learns_another_s_session_hash_cannot_rate_on_their_screen(tmp_path):
+    """The attack: alice sends her requests with bob's session hash. They used to rate bob's leased
+    sample under alice's name; now they are refused and bob's session is left as it was."""
+    import sqlite3
+
+    run = make_run_dir(tmp_path, 4)
+    accounts = tmp_path / "raters.db"
+    add_rater(accounts, "bob")
+    add_rater(accounts, "alice")
+    server = LabelServer(run, accounts, tmp_path / "server.log").start()
+    try:
+        bob, alice = RatingClient(server.url, "bob", RATER_PASSWORD), RatingClient(server.url, "alice", RATER_PASSWORD)
+        assert bob.start()["showing"] == "000000"
+        alice.client.session_hash = bob.client.session_hash
+        for attack in (alice.thumbs_up, alice.skip, alice.undo):
+            with pytest.raises(AppError, match="belongs to another rater"):
+                attack()
+        with sqlite3.connect(run / "labels.db") as db:
+            assert db.execute("SELECT COUNT(*) FROM ratings").fetchone() == (0,)
+            assert db.execute("SELECT COUNT(*) FROM skips").fetchone() == (0,)
+        saved = bob.thumbs_up()
+        assert (saved["outcome"], saved["sample_id"]) == ("saved", "000000")
+        bob.close()
+        alice.close()
+    finally:
+        server.stop()

@@ -18,6 +18,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--lease-seconds", type=float, default=300.0, help="how long a sample shown to a rater is held for them"
     )
+    parser.add_argument(
+        "--max-leases", type=int, default=4, help="samples one rater may hold at once; a new one releases the oldest (default 4)"
+    )
     parser.add_argument("--accounts", default=None, help="rater accounts file (default: $T2I_ALIGN_RATERS or ~/.config/t2i-align/raters.db)")
     parser.add_argument("--quiet", action="store_true", help="print less")
 
@@ -29,7 +32,7 @@ def run(args: argparse.Namespace) -> int:
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)  # Gradio's own start-up probes
-    store = open_run_store(args.run_dir, overlap=args.overlap, lease_seconds=args.lease_seconds)
+    store = open_run_store(args.run_dir, overlap=args.overlap, lease_seconds=args.lease_seconds, max_leases=args.max_leases)
     accounts = Accounts(args.accounts or default_accounts_path())
     left_out = len(store.broken_samples())
     print(
