@@ -54,6 +54,15 @@ def test_batch_invariants(tmp_path, capsys):
     assert not (tmp_path / "out").exists()
 
 
+def test_group_size_that_does_not_divide_the_epoch(tmp_path, capsys):
+    for size in ("3", "1", "-2"):  # 4 samples an epoch
+        err = refused(capsys, "--config", DDPO, "--out", str(tmp_path / "out"), *quick(tmp_path, f"sampling.group_size={size}"))
+        assert "sampling.group_size" in err and "divide the 4 samples" in err
+    assert "group_size=0" in refused(capsys, "--config", DDPO, "--out", str(tmp_path / "out"),
+                                     *quick(tmp_path, "sampling.group_size=2", "backend=trl"))
+    assert not (tmp_path / "out").exists()
+
+
 def test_resume_with_another_config_leaves_checkpoints_untouched(finished_run, capsys):
     run = finished_run / "run"
     before = fingerprint(run)

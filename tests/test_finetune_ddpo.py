@@ -95,3 +95,16 @@ def test_generating_with_the_lora_prints_no_library_noise(full_run, tmp_path):
     result = subprocess.run(command, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]
     assert "No LoRA keys" not in result.stderr and "Loading pipeline components" not in result.stderr
+
+
+def test_grouped_sampling_draws_each_prompt_group_size_times(tmp_path):
+    """Two groups of two an epoch: each epoch's 4 samples show 2 prompts, each twice; flat groups are counted."""
+    from align.finetune.ddpo import prompt_of
+
+    prompts = [f"prompt {i}" for i in range(50)]
+    epoch = [prompt_of(prompts, 0, 3, i, 2) for i in range(4)]
+    assert epoch[0] == epoch[1] and epoch[2] == epoch[3]
+    assert main(["finetune", "--config", DDPO, "--out", str(tmp_path / "run"),
+                 *quick(tmp_path, "epochs=2", "sampling.group_size=2", "eval.every=0", "eval.fidelity=false")]) == 0
+    history = summary(tmp_path / "run")["history"]
+    assert all(0 <= h["reward/flat_groups"] <= 2 for h in history[1:])

@@ -13,7 +13,7 @@ from align.cli import default_config
 from align.evaluation.fidelity import frechet_distance
 from align.finetune.ddim_logprob import ddim_step_with_logprob
 from align.finetune.monitor import reward_hacking
-from align.finetune.stat_tracking import PerPromptStatTracker
+from align.finetune.stat_tracking import PerPromptStatTracker, group_advantages
 from align.models import resolve
 
 
@@ -90,3 +90,27 @@ def test_monitor_draws_with_the_deployment_sampler_of_the_generate_configs():
         for method in ("ddpo", "rwr"):
             monitored = load_config(FinetuneConfig, default_config(f"{world}/{method}.yaml")).eval
             assert (monitored.steps, monitored.guidance, monitored.eta) == (deployed.steps, deployed.guidance, deployed.eta)
+
+
+def test_group_advantages_compare_each_image_with_its_own_group_only():
+    rewards = np.array([1.0, 3.0, 1.0, 3.0,   # a hard prompt: two better, two worse
+                        10.0, 10.0, 10.0, 10.0,  # all equal: no image is better, no gradient
+                        0.0, 0.0, 0.0, 4.0])  # one image better than its three siblings
+    advantages, flat = group_advantages(rewards, 4)
+    assert flat == 1
+    np.testing.assert_allclose(advantages[:4], [-1, 1, -1, 1])
+    np.testing.assert_allclose(advantages[4:8], 0)
+    np.testing.assert_allclose(advantages[8:], [-1 / np.sqrt(3)] * 3 + [np.sqrt(3)])
+    # The prompts' difficulty does not leak in: shifting one group's rewards changes nothing.
+    shifted, _ = group_advantages(rewards + np.repeat([100.0, 0.0, -5.0], 4), 4)
+    np.testing.assert_allclose(shifted, advantages)
+
+
+def test_rwr_weights_are_probabilities_not_rescaled_logits():
+    from align.finetune.rwr import reward_weights
+
+    logits = torch.tensor([-2.0, 0.0, 2.0, 12.0])  # one outlier no longer squeezes the rest together
+    np.testing.assert_allclose(reward_weights(logits, "learned"), torch.sigmoid(logits))
+    assert reward_weights(logits, "learned")[1] == 0.5
+    np.testing.assert_allclose(reward_weights(torch.tensor([0.0, 1.0, 1.0]), "oracle"), [0, 1, 1])
+    np.testing.assert_allclose(reward_weights(torch.tensor([70.0, 80.0, 90.0]), "clip"), [0, 0.5, 1])

@@ -36,6 +36,7 @@ class SamplingSettings:
     eta: float = 1.0  # DDPO needs eta > 0: the step must be a distribution to have a log-probability
     batch_size: int = 16  # per process
     batches_per_epoch: int = 2
+    group_size: int = 0  # DDPO: 0 draws a prompt per image; k draws k images of each prompt, compared within the group
 
 
 @dataclass
@@ -124,6 +125,11 @@ class FinetuneConfig:
                     f"sampling.batch_size ({s.batch_size}) must be divisible by train.batch_size ({t.batch_size})"
                 )
             per_epoch = s.batch_size * processes * s.batches_per_epoch
+            if s.group_size < 0 or s.group_size == 1 or (s.group_size and per_epoch % s.group_size):
+                raise BadInput(
+                    f"sampling.group_size must be 0 (no groups) or at least 2 and divide the {per_epoch} samples of an"
+                    f" epoch (sampling.batch_size x processes x sampling.batches_per_epoch), got {s.group_size}"
+                )
             per_step = t.batch_size * t.accumulation * processes
             if per_epoch % per_step:
                 raise BadInput(
@@ -143,6 +149,8 @@ class FinetuneConfig:
             raise BadInput("backend: trl runs DDPO only (TRL's DDPOTrainer); use method: ddpo or backend: t2i-align")
         if self.train.kl_coef:
             raise BadInput("backend: trl has no KL penalty; set train.kl_coef=0 or use backend: t2i-align")
+        if self.sampling.group_size:
+            raise BadInput("backend: trl draws one prompt per image; set sampling.group_size=0 or use backend: t2i-align")
         if self.lora.enabled and (self.lora.rank, self.lora.alpha, sorted(self.lora.targets)) != (4, 4.0, sorted(LoraSettings().targets)):
             raise BadInput("backend: trl uses TRL's fixed LoRA (rank 4, alpha 4, to_q/to_k/to_v/to_out.0); set lora.rank=4 lora.alpha=4")
         try:

@@ -37,12 +37,19 @@ from align.finetune.run_setup import (
     save_final,
     start,
 )
-from align.finetune.stat_tracking import PerPromptStatTracker
+from align.finetune.stat_tracking import PerPromptStatTracker, group_advantages
 from align.generation.prompts import load_prompts
 
 
 def draw_seed(seed: int, epoch: int, index: int) -> int:
     return (seed * 100_003 + epoch) * 10_000_019 + index
+
+
+def prompt_of(prompts: list[str], seed: int, epoch: int, index: int, group_size: int) -> str:
+    """The prompt of sample `index` of an epoch: its own draw, or its group's (k consecutive samples)."""
+    if group_size:
+        return random.Random(draw_seed(seed, epoch, 10**8 + index // group_size)).choice(prompts)
+    return random.Random(draw_seed(seed, epoch, index)).choice(prompts)
 
 
 def train(config: FinetuneConfig, out: Path, reward_fn, resume_from: Path | None) -> dict:
@@ -79,7 +86,7 @@ def train(config: FinetuneConfig, out: Path, reward_fn, resume_from: Path | None
         local = {"index": [], "latents": [], "log_probs": [], "rewards": []}
         for b in tqdm(range(s.batches_per_epoch), desc=f"epoch {epoch + 1} sampling", disable=not accelerator.is_local_main_process):
             index = [(b * P + rank) * s.batch_size + j for j in range(s.batch_size)]
-            batch_prompts = [random.Random(draw_seed(config.seed, epoch, i)).choice(prompts) for i in index]
+            batch_prompts = [prompt_of(prompts, config.seed, epoch, i, s.group_size) for i in index]
             generators = [torch.Generator().manual_seed(draw_seed(config.seed, epoch, i)) for i in index]
             embeds = embed(batch_prompts)
             with accelerator.autocast():
@@ -97,9 +104,13 @@ def train(config: FinetuneConfig, out: Path, reward_fn, resume_from: Path | None
         samples = {k: accelerator.gather(torch.cat(v)).cpu() for k, v in local.items()}
         order = samples.pop("index").argsort()
         samples = {k: v[order] for k, v in samples.items()}
-        all_prompts = [random.Random(draw_seed(config.seed, epoch, i)).choice(prompts) for i in range(per_epoch)]
+        all_prompts = [prompt_of(prompts, config.seed, epoch, i, s.group_size) for i in range(per_epoch)]
         rewards = samples["rewards"].numpy()
-        advantages = torch.as_tensor(tracker.update(all_prompts, rewards), dtype=torch.float32)
+        if s.group_size:
+            advantages, flat_groups = group_advantages(rewards, s.group_size)
+        else:
+            advantages, flat_groups = tracker.update(all_prompts, rewards), None
+        advantages = torch.as_tensor(advantages, dtype=torch.float32)
         advantages = advantages.clamp(-tr.adv_clip_max, tr.adv_clip_max)
 
         # 4. PPO on this process's slice of each global minibatch
@@ -127,6 +138,7 @@ def train(config: FinetuneConfig, out: Path, reward_fn, resume_from: Path | None
             "reward/std": float(rewards.std()),
             "perf/samples_per_second": per_epoch / (trained - began),
             "perf/sampling_samples_per_second": per_epoch / (sampled - began),
+            **({"reward/flat_groups": flat_groups} if flat_groups is not None else {}),
             **{k: float(np.mean([st[k] for st in stats])) for k in stats[0]},
         }
         metrics = {k: float(accelerator.reduce(torch.tensor(v), "mean")) if k.startswith("train/") else v for k, v in metrics.items()}

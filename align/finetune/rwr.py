@@ -4,8 +4,10 @@
          + beta E_{(x, z) ~ clean data}[ ||eps - eps_theta(x_t, t, z)||^2 ]
 
 The weights w come from human labels directly (the mean thumbs-up of each image in a
-labels.parquet) or from the reward of fresh samples of the starting model, min-max scaled to
-[0, 1]. The clean data is the pre-training distribution: in the shapes world, fresh renders of
+labels.parquet) or from the reward of fresh samples of the starting model, as a probability that
+the image is aligned, as Lee et al. weigh: the learned reward's sigmoid (its head is trained as a
+logistic classifier of thumbs up), the oracle's 0 / 1 verdict; CLIP score, which is no
+probability, is min-max scaled to [0, 1]. The clean data is the pre-training distribution: in the shapes world, fresh renders of
 training prompts with their true captions (the stand-in for LAION).
 
 The weighted dataset is built once and cached in OUT/rwr_dataset.pt, so a resumed run trains on
@@ -202,6 +204,14 @@ def _from_samples(config: FinetuneConfig, pipeline, reward_fn, accelerator):
     pipeline.unet.train()
     images = torch.cat(batches)
     rewards = torch.cat([reward_fn(images[i : i + 64], prompts[i : i + 64], [{}] * len(prompts[i : i + 64])) for i in range(0, len(prompts), 64)])
+    return prompts, images, reward_weights(rewards, config.reward.kind)
+
+
+def reward_weights(rewards: torch.Tensor, kind: str) -> torch.Tensor:
+    """Each sample's weight in [0, 1]: the reward as a probability of being aligned."""
+    if kind == "learned":
+        return torch.sigmoid(rewards)
+    if kind == "oracle":
+        return rewards
     span = rewards.max() - rewards.min()
-    weights = (rewards - rewards.min()) / span if span > 0 else torch.ones_like(rewards)
-    return prompts, images, weights
+    return (rewards - rewards.min()) / span if span > 0 else torch.ones_like(rewards)
