@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
@@ -67,7 +68,11 @@ def write_labels(stores: Sequence[LabelStore], out: str | Path) -> int:
         raise LabelingError(f"there are no ratings to export in {names}")
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    partial = out.with_name(f".{out.name}.{os.getpid()}.partial")
-    pq.write_table(table, partial)
-    os.replace(partial, out)
+    handle, partial = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".partial")  # one per call
+    os.close(handle)
+    try:
+        pq.write_table(table, partial)
+        os.replace(partial, out)
+    finally:
+        Path(partial).unlink(missing_ok=True)
     return table.num_rows

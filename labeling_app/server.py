@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
+import signal
+import tempfile
+from pathlib import Path
 
 from labeling_app.accounts import Accounts
 from labeling_app.errors import LabelingError
@@ -20,13 +24,30 @@ def serve(store: LabelStore, accounts: Accounts, host: str, port: int, quiet: bo
             f"there are no rater accounts in {accounts.path}; add one with `t2i-align raters add NAME --admin`"
         )
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # no phoning home from a rating server
+    # Exports, and the copies Gradio serves of them, live in one folder only this user can read,
+    # removed when the server stops.
+    private = Path(tempfile.mkdtemp(prefix="t2i-align-label-"))
+    os.environ["GRADIO_TEMP_DIR"] = str(private / "gradio")
+    (private / "exports").mkdir()
+    signal.signal(signal.SIGTERM, _stop)  # so that `kill` (not only Ctrl-C) cleans up too
+    try:
+        _launch(store, accounts, host, port, quiet, private)
+    finally:
+        shutil.rmtree(private, ignore_errors=True)
+
+
+def _stop(signum, frame) -> None:
+    raise KeyboardInterrupt
+
+
+def _launch(store: LabelStore, accounts: Accounts, host: str, port: int, quiet: bool, private: Path) -> None:
     from labeling_app.ui import CSS, KEYBOARD_JS, build_app
 
     async def login(name: str, password: str) -> bool:
         # scrypt is slow on purpose; keep it off the event loop that serves everyone else.
         return await asyncio.to_thread(accounts.verify, name, password)
 
-    app = build_app(store, accounts)
+    app = build_app(store, accounts, private / "exports")
     app.queue(default_concurrency_limit=HANDLER_CONCURRENCY)
     app.launch(
         server_name=host,

@@ -68,8 +68,7 @@ def image_url(path: Path) -> str:
     return "gradio_api/file=" + urllib.parse.quote(str(path))
 
 
-def build_app(store: LabelStore, accounts: Accounts) -> gr.Blocks:
-    export_dir = Path(tempfile.mkdtemp(prefix="t2i-align-export-"))
+def build_app(store: LabelStore, accounts: Accounts, export_dir: Path) -> gr.Blocks:
 
     def render(session: dict) -> tuple[str, str]:
         current, upcoming = session["current"], session["next"]
@@ -182,8 +181,10 @@ def build_app(store: LabelStore, accounts: Accounts) -> gr.Blocks:
 
     def admin_export(request: gr.Request) -> str:
         require_admin(request)
-        out = export_dir / "labels.parquet"  # one file, replaced on each export; Gradio serves a copy
+        # Each export in its own private folder: concurrent exports never share a file.
+        out = Path(tempfile.mkdtemp(dir=export_dir)) / "labels.parquet"
         write_labels([store], out)
+        out.chmod(0o600)
         return str(out)
 
     with gr.Blocks(title="t2i-align · rate images", analytics_enabled=False) as app:

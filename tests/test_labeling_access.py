@@ -153,3 +153,34 @@ def test_a_rater_who_learns_another_s_session_hash_cannot_rate_on_their_screen(t
         alice.close()
     finally:
         server.stop()
+
+
+def test_concurrent_exports_each_get_a_whole_private_file_removed_when_the_server_stops(tmp_path):
+    """The attack: many exports at once. They used to share one file per server (some failed, some
+    served a half-written parquet), left world-readable in Gradio's temp folder after exit."""
+    import stat
+    from concurrent.futures import ThreadPoolExecutor
+    from pathlib import Path
+
+    run = make_run_dir(tmp_path, 6)
+    accounts = tmp_path / "raters.db"
+    add_rater(accounts, ADMIN, ADMIN_PASSWORD, admin=True)
+    server = LabelServer(run, accounts, tmp_path / "server.log").start()
+    try:
+        admin = RatingClient(server.url, ADMIN, ADMIN_PASSWORD)
+        admin.start()
+        for _ in range(3):
+            admin.thumbs_up()
+        clients = [RatingClient(server.url, ADMIN, ADMIN_PASSWORD) for _ in range(12)]
+        with ThreadPoolExecutor(len(clients)) as pool:
+            exported = list(pool.map(lambda client: client.admin_export(), clients))
+        paths = [Path(e["path"]) for e in exported]  # Gradio's copies: one per distinct content
+        for path in paths:
+            assert len(pd.read_parquet(path)) == 3
+            private = next(p for p in path.parents if p.name.startswith("t2i-align-label-"))
+            assert stat.S_IMODE(private.stat().st_mode) == 0o700  # nobody but the server's user can reach it
+        for client in [admin, *clients]:
+            client.close()
+    finally:
+        server.stop()
+    assert not any(path.exists() for path in paths)
