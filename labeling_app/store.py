@@ -139,6 +139,9 @@ class LabelStore:
         """Refuse, without writing a byte, a labels.db this code does not understand."""
         if not self.path.exists():
             return
+        if self.path.stat().st_size == 0:
+            raise LabelingError(f"{self.path} is empty (0 bytes), not a labels database; it was left untouched:"
+                                " restore it from a backup, or move it aside to start a new one")
         try:
             db = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True)
             try:
@@ -146,9 +149,15 @@ class LabelStore:
                 tables = db.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()[0]
             finally:
                 db.close()
+        except sqlite3.OperationalError as exc:  # unreadable, not corrupt: say why, and do not invite deleting it
+            raise LabelingError(f"cannot read {self.path}: {exc}") from None
         except sqlite3.DatabaseError:
             raise LabelingError(f"{self.path} is not an SQLite database; move it aside to start a new one") from None
-        if version != SCHEMA_VERSION and not (version == 0 and tables == 0):
+        if tables == 0:
+            # A labels.db copied without its -wal file looks like this: its tables were still in the WAL.
+            raise LabelingError(f"{self.path} holds no tables (copied without its {self.path.name}-wal file?);"
+                                " it was left untouched: copy the -wal file beside it, or move it aside to start anew")
+        if version != SCHEMA_VERSION:
             raise LabelingError(
                 f"{self.path} has schema version {version} but this t2i-align reads version {SCHEMA_VERSION};"
                 " it was left untouched"

@@ -110,3 +110,28 @@ def test_export_of_an_unrated_run_and_over_an_existing_file(tmp_path, capsys):
     assert code == 2
     assert_one_sentence(err, "already exists", "--overwrite")
     assert (tmp_path / "labels.parquet").read_text() == "an earlier export"
+
+
+def test_an_emptied_labels_db_is_refused_not_replaced(tmp_path, capsys, labeling_accounts):
+    run = make_run_dir(tmp_path, 2)
+    (run / "labels.db").write_bytes(b"")
+    for argv in (["label", str(run), "--accounts", str(labeling_accounts)], ["simulate-raters", str(run)],
+                 ["export", str(run), "--out", str(tmp_path / "l.parquet")]):
+        code, err = run_cli(capsys, *argv)
+        assert code == 2, argv
+        assert_one_sentence(err, "empty (0 bytes)", "untouched")
+    assert (run / "labels.db").read_bytes() == b""
+
+
+def test_a_labels_db_copied_without_its_wal_is_refused_not_replaced(tmp_path, capsys, labeling_accounts):
+    """Copied while the server held it open: the ratings, and even the tables, were still in the -wal file."""
+    run = make_run_dir(tmp_path, 2)
+    store = open_run_store(run)
+    store.rate("bob", store.next_sample("bob"), 1)
+    copy = make_run_dir(tmp_path, 2, name="copy")
+    (copy / "labels.db").write_bytes((run / "labels.db").read_bytes())  # the -wal file left behind
+    before = (copy / "labels.db").read_bytes()
+    code, err = run_cli(capsys, "label", str(copy), "--accounts", str(labeling_accounts))
+    assert code == 2
+    assert_one_sentence(err, "holds no tables", "-wal")
+    assert (copy / "labels.db").read_bytes() == before
