@@ -98,6 +98,18 @@ class Accounts:
             row = db.execute("SELECT password_hash FROM raters WHERE name = ?", (name,)).fetchone()
         return row is not None and verify_password(password, row[0])
 
+    def set_password(self, name: str, password: str) -> None:
+        if len(password) < MIN_PASSWORD_LENGTH:
+            raise LabelingError(f"the password for {name} must have at least {MIN_PASSWORD_LENGTH} characters")
+        with self._transaction() as db:
+            if db.execute("UPDATE raters SET password_hash = ? WHERE name = ?", (hash_password(password), name)).rowcount == 0:
+                raise LabelingError(f"there is no rater named {name}")
+
+    def fingerprint(self, name: str) -> tuple | None:
+        """What a login session depends on: the password (its salted hash) and the admin flag; None once removed."""
+        with self._transaction() as db:
+            return db.execute("SELECT password_hash, admin FROM raters WHERE name = ?", (name,)).fetchone()
+
     def is_admin(self, name: str | None) -> bool:
         with self._transaction() as db:
             row = db.execute("SELECT admin FROM raters WHERE name = ?", (name,)).fetchone()

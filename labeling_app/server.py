@@ -11,13 +11,16 @@ from pathlib import Path
 
 from labeling_app.accounts import Accounts
 from labeling_app.errors import LabelingError
+from labeling_app.sessions import LiveSessions
 from labeling_app.store import LabelStore
 
 # Concurrent handlers per event; SQLite serialises the writes, the rest (rendering, reads) runs in parallel.
 HANDLER_CONCURRENCY = 32
+DEFAULT_IDLE_MINUTES = 60.0
 
 
-def serve(store: LabelStore, accounts: Accounts, host: str, port: int, quiet: bool = False) -> None:
+def serve(store: LabelStore, accounts: Accounts, host: str, port: int, quiet: bool = False,
+          idle_minutes: float = DEFAULT_IDLE_MINUTES) -> None:
     """Block serving the app until interrupted."""
     if not accounts.list():
         raise LabelingError(
@@ -31,7 +34,7 @@ def serve(store: LabelStore, accounts: Accounts, host: str, port: int, quiet: bo
     (private / "exports").mkdir()
     signal.signal(signal.SIGTERM, _stop)  # so that `kill` (not only Ctrl-C) cleans up too
     try:
-        _launch(store, accounts, host, port, quiet, private)
+        _launch(store, accounts, host, port, quiet, private, idle_minutes)
     finally:
         shutil.rmtree(private, ignore_errors=True)
 
@@ -40,7 +43,8 @@ def _stop(signum, frame) -> None:
     raise KeyboardInterrupt
 
 
-def _launch(store: LabelStore, accounts: Accounts, host: str, port: int, quiet: bool, private: Path) -> None:
+def _launch(store: LabelStore, accounts: Accounts, host: str, port: int, quiet: bool, private: Path,
+            idle_minutes: float) -> None:
     from labeling_app.ui import CSS, KEYBOARD_JS, build_app
 
     async def login(name: str, password: str) -> bool:
@@ -65,7 +69,11 @@ def _launch(store: LabelStore, accounts: Accounts, host: str, port: int, quiet: 
         footer_links=[],
         css=CSS,
         head=KEYBOARD_JS,
+        prevent_thread_lock=True,
     )
+    # Gradio's token table, replaced right after start: a login in that instant just has to log in again.
+    app.app.tokens = LiveSessions(accounts, idle_minutes * 60)
+    app.block_thread()
 
 
 def image_folders(store: LabelStore) -> list[str]:

@@ -73,9 +73,10 @@ def free_port() -> int:
 class LabelServer:
     """`t2i-align label` in a subprocess: start, wait until it answers, kill."""
 
-    def __init__(self, run: Path, accounts: Path, log: Path, overlap: int = 1, lease_seconds: float = 300):
+    def __init__(self, run: Path, accounts: Path, log: Path, overlap: int = 1, lease_seconds: float = 300,
+                 idle_minutes: float = 60):
         self.run, self.accounts, self.log = run, accounts, log
-        self.overlap, self.lease_seconds = overlap, lease_seconds
+        self.overlap, self.lease_seconds, self.idle_minutes = overlap, lease_seconds, idle_minutes
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.process: subprocess.Popen | None = None
@@ -84,7 +85,8 @@ class LabelServer:
         import httpx
 
         command = [*ALIGN_CLI, "label", str(self.run), "--port", str(self.port), "--accounts", str(self.accounts),
-                   "--overlap", str(self.overlap), "--lease-seconds", str(self.lease_seconds)]
+                   "--overlap", str(self.overlap), "--lease-seconds", str(self.lease_seconds),
+                   "--idle-minutes", str(self.idle_minutes)]
         env = {**os.environ, "GRADIO_ANALYTICS_ENABLED": "False", "PYTHONUNBUFFERED": "1"}
         self.process = subprocess.Popen(command, stdout=self.log.open("a"), stderr=subprocess.STDOUT, env=env)
         deadline = time.monotonic() + timeout

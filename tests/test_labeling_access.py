@@ -184,3 +184,57 @@ def test_concurrent_exports_each_get_a_whole_private_file_removed_when_the_serve
     finally:
         server.stop()
     assert not any(path.exists() for path in paths)
+
+
+def test_sessions_end_when_the_account_is_removed_demoted_or_its_password_changes(tmp_path):
+    """The attack: keep using a logged-in session after the admin took the account away."""
+    import subprocess
+    import sys
+
+    run = make_run_dir(tmp_path, 6)
+    accounts = tmp_path / "raters.db"
+    for name, admin in (("bob", False), ("carol", False), (ADMIN, True)):
+        add_rater(accounts, name, ADMIN_PASSWORD if admin else RATER_PASSWORD, admin=admin)
+    server = LabelServer(run, accounts, tmp_path / "server.log").start()
+
+    def raters(*argv: str, password: str | None = None) -> None:
+        subprocess.run([sys.executable, "-m", "align.cli", "raters", "--accounts", str(accounts), *argv],
+                       input=password, text=True, check=True, capture_output=True)
+
+    try:
+        bob, carol = RatingClient(server.url, "bob", RATER_PASSWORD), RatingClient(server.url, "carol", RATER_PASSWORD)
+        admin = RatingClient(server.url, ADMIN, ADMIN_PASSWORD)
+        assert bob.start()["showing"] and carol.start()["showing"] and admin.admin_summary()
+        raters("remove", "bob")
+        raters("set-password", "carol", "--password-stdin", password="a-new-password-2\n")
+        raters("set-admin", ADMIN, "--off")
+        for ended in (bob.thumbs_up, carol.thumbs_up, admin.admin_summary):
+            with pytest.raises(httpx.HTTPStatusError, match="401 Unauthorized"):
+                ended()
+        import sqlite3
+
+        with sqlite3.connect(run / "labels.db") as db:
+            assert db.execute("SELECT COUNT(*) FROM ratings").fetchone() == (0,)
+        assert "session of bob ended: account removed or changed" in (tmp_path / "server.log").read_text()
+        fresh = RatingClient(server.url, "carol", "a-new-password-2")  # the new password works
+        assert fresh.start()["showing"]
+    finally:
+        server.stop()
+
+
+def test_a_session_ends_after_the_idle_time(tmp_path):
+    import time
+
+    run = make_run_dir(tmp_path, 4)
+    accounts = tmp_path / "raters.db"
+    add_rater(accounts, "bob")
+    server = LabelServer(run, accounts, tmp_path / "server.log", idle_minutes=0.02).start()  # 1.2 s
+    try:
+        bob = RatingClient(server.url, "bob", RATER_PASSWORD)
+        assert bob.start()["showing"]
+        time.sleep(2)
+        with pytest.raises(httpx.HTTPStatusError, match="401 Unauthorized"):
+            bob.thumbs_up()
+        assert "session of bob ended: idle too long" in (tmp_path / "server.log").read_text()
+    finally:
+        server.stop()

@@ -21,6 +21,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--max-leases", type=int, default=4, help="samples one rater may hold at once; a new one releases the oldest (default 4)"
     )
+    parser.add_argument(
+        "--idle-minutes", type=float, default=60.0, help="a login session without a request for this long ends (default 60)"
+    )
     parser.add_argument("--accounts", default=None, help="rater accounts file (default: $T2I_ALIGN_RATERS or ~/.config/t2i-align/raters.db)")
     parser.add_argument("--quiet", action="store_true", help="print less")
 
@@ -40,5 +43,5 @@ def run(args: argparse.Namespace) -> int:
         f" {left_out} left out), ratings in {store.path}",
         flush=True,
     )
-    serve(store, accounts, args.host, args.port, quiet=args.quiet)
+    serve(store, accounts, args.host, args.port, quiet=args.quiet, idle_minutes=args.idle_minutes)
     return 0

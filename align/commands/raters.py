@@ -1,4 +1,6 @@
-"""`t2i-align raters add|list|remove|set-admin`: rater accounts for the rating app."""
+"""`t2i-align raters add|list|remove|set-admin|set-password`: rater accounts for the rating app.
+
+Removing a rater, changing their admin flag or their password ends their open sessions at once."""
 
 from __future__ import annotations
 
@@ -6,7 +8,7 @@ import argparse
 import getpass
 import sys
 
-HELP = "manage rater accounts of the rating app (add, list, remove, set-admin)"
+HELP = "manage rater accounts of the rating app (add, list, remove, set-admin, set-password)"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -24,6 +26,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     admin = actions.add_parser("set-admin", help="make a rater an admin (or not, with --off)")
     admin.add_argument("name")
     admin.add_argument("--off", action="store_true", help="take admin rights away instead")
+    password = actions.add_parser("set-password", help="give a rater a new password (asks for it twice)")
+    password.add_argument("name")
+    password.add_argument("--password-stdin", action="store_true", help="read the password from the first line of stdin")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -43,6 +48,9 @@ def run(args: argparse.Namespace) -> int:
     elif args.action == "set-admin":
         accounts.set_admin(args.name, not args.off)
         print(f"{args.name} is {'no longer' if args.off else 'now'} an admin")
+    elif args.action == "set-password":
+        accounts.set_password(args.name, _read_password(args.password_stdin, LabelingError))
+        print(f"new password set for {args.name}; their open sessions have ended")
     return 0
 
 
