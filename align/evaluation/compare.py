@@ -64,8 +64,9 @@ def compare(models: dict[str, list[Path]], config: CompareConfig) -> dict:
         for split, part in table.groupby("split", sort=True):
             per_split[split] = _describe(part, config)
             if config.fidelity and config.oracle and split != "custom":
-                meter = fidelity.get(split) or fidelity.setdefault(split, _fidelity_meter(part, config))
-                per_split[split]["fidelity_frechet"] = meter(part["image"].tolist())
+                if split not in fidelity:  # one reference per split: every model is measured against the same renders
+                    fidelity[split] = _fidelity_meter(part, config)
+                per_split[split]["fidelity_frechet"] = fidelity[split](part["image"].tolist())
         result["models"][name] = {"splits": per_split}
     for name in others:
         result["models"][name]["versus_baseline"] = _versus(tables[baseline], tables[name], config)
@@ -97,16 +98,16 @@ def _scored(samples: pd.DataFrame, config: CompareConfig) -> pd.DataFrame:
     """The samples with their verdicts, CLIP scores and images, split named seen / unseen."""
     parts = []
     for run, part in samples.groupby("run", sort=False):
-        scores = _scores(Path(run), part, config).drop(columns=["prompt", "category", "split"])
-        part = part.merge(scores, on="id", validate="one_to_one")
-        part["image"] = load_images(Path(run), part)
+        images = load_images(Path(run), part)  # once: scoring reuses them
+        scores = _scores(Path(run), part, images, config).drop(columns=["prompt", "category", "split"])
+        part = part.merge(scores, on="id", validate="one_to_one").assign(image=images)
         parts.append(part)
     table = pd.concat(parts).sort_values(["prompt", "seed"], ignore_index=True)
     table["split"] = table["split"].map(lambda s: SPLITS.get(s, s))
     return table
 
 
-def _scores(run: Path, samples: pd.DataFrame, config: CompareConfig) -> pd.DataFrame:
+def _scores(run: Path, samples: pd.DataFrame, images: list, config: CompareConfig) -> pd.DataFrame:
     """The run's scores.parquet when `evaluate` wrote it with the same CLIP model, else scored now."""
     metrics = run / METRICS
     if metrics.is_file() and (run / SCORES).is_file():
@@ -116,7 +117,7 @@ def _scores(run: Path, samples: pd.DataFrame, config: CompareConfig) -> pd.DataF
             return cached
     evaluate_config = EvaluateConfig(clip_model=config.clip_model, clip_pretrained=config.clip_pretrained,
                                      oracle=config.oracle, batch_size=config.batch_size, device=config.device)
-    return score_run(run, evaluate_config)
+    return score_run(run, evaluate_config, samples, images)
 
 
 def _check_same_draws(tables: dict[str, pd.DataFrame], baseline: str) -> None:

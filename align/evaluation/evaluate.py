@@ -46,15 +46,16 @@ def load_images(run_dir: Path, samples: pd.DataFrame) -> list[Image.Image]:
     return images
 
 
-def score_run(run_dir: Path, config: EvaluateConfig) -> pd.DataFrame:
-    """Per-image oracle verdicts (shapes prompts only) and CLIP scores."""
+def score_run(run_dir: Path, config: EvaluateConfig, samples: pd.DataFrame | None = None, images=None) -> pd.DataFrame:
+    """Per-image oracle verdicts (shapes prompts only) and CLIP scores; of the given samples and their
+    loaded images when a caller already has them, else of the whole run."""
     from reward_models.backbones import ClipBackbone
     from reward_models.clip_score import clip_scores
 
-    samples = read_samples(run_dir)
+    samples = read_samples(run_dir) if samples is None else samples
     if samples.empty:
         raise BadInput(f"run directory {run_dir} has no samples")
-    images = load_images(run_dir, samples)
+    images = load_images(run_dir, samples) if images is None else images
     scores = samples[["id", "prompt", "category", "split"]].copy()
     if config.oracle:
         verdicts = [
