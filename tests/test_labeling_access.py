@@ -2,6 +2,15 @@
 
 from __future__ import annotations
 
+import sqlite3
+import stat
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from pathlib import Path
+
 import httpx
 import pandas as pd
 import pytest
@@ -9,6 +18,20 @@ from conftest import ADMIN, ADMIN_PASSWORD, RATER_PASSWORD, LabelServer, add_rat
 from gradio_client.exceptions import AppError
 
 from labeling_app.http_client import RatingClient
+
+
+@contextmanager
+def serving(tmp_path: Path, samples: int, *raters: str, **options):
+    """`t2i-align label` over a fresh run of `samples` images, with these raters (ada is the admin)."""
+    run = make_run_dir(tmp_path, samples)
+    accounts = tmp_path / "raters.db"
+    for name in raters:
+        add_rater(accounts, name, ADMIN_PASSWORD if name == ADMIN else RATER_PASSWORD, admin=name == ADMIN)
+    server = LabelServer(run, accounts, tmp_path / "server.log", **options).start()
+    try:
+        yield server
+    finally:
+        server.stop()
 
 
 @pytest.fixture(scope="module")
@@ -82,12 +105,7 @@ def test_an_image_that_goes_bad_while_serving_is_left_out_and_logged(labeling_ac
 def test_undo_on_the_last_sample_keeps_it_leased_to_the_rater(tmp_path):
     """The attack on the lease: with nothing preloaded, an undo used to release every lease of the
     rater, so the sample back on bob's screen went to alice and bob's own re-rating was refused."""
-    run = make_run_dir(tmp_path, 1)
-    accounts = tmp_path / "raters.db"
-    add_rater(accounts, "bob")
-    add_rater(accounts, "alice")
-    server = LabelServer(run, accounts, tmp_path / "server.log").start()
-    try:
+    with serving(tmp_path, 1, "bob", "alice") as server:
         bob, alice = RatingClient(server.url, "bob", RATER_PASSWORD), RatingClient(server.url, "alice", RATER_PASSWORD)
         assert bob.start()["showing"] == "000000"
         assert bob.thumbs_up()["outcome"] == "saved"
@@ -97,76 +115,48 @@ def test_undo_on_the_last_sample_keeps_it_leased_to_the_rater(tmp_path):
         assert bob.thumbs_down(["wrong count"])["outcome"] == "saved"
         bob.close()
         alice.close()
-    finally:
-        server.stop()
 
 
 def test_a_rater_cannot_hoard_the_run_with_fresh_sessions(tmp_path):
     """The attack: skip from many fresh sessions, each leasing two samples, until nothing is left
     for anyone else. A rater now holds at most --max-leases (4) samples; each new lease releases
     their oldest."""
-    import sqlite3
-
-    run = make_run_dir(tmp_path, 30)
-    accounts = tmp_path / "raters.db"
-    add_rater(accounts, "bob")
-    add_rater(accounts, "alice")
-    server = LabelServer(run, accounts, tmp_path / "server.log").start()
-    try:
+    with serving(tmp_path, 30, "bob", "alice") as server:
         for _ in range(20):  # 40 leases asked for, more than the run has samples
             hoarder = RatingClient(server.url, "bob", RATER_PASSWORD)
             hoarder.skip()
             hoarder.close()
-        with sqlite3.connect(run / "labels.db") as db:
+        with sqlite3.connect(server.run / "labels.db") as db:
             (held,) = db.execute("SELECT COUNT(*) FROM leases WHERE rater = 'bob'").fetchone()
         assert held <= 4
         alice = RatingClient(server.url, "alice", RATER_PASSWORD)
         assert alice.start()["showing"] is not None
         alice.close()
-    finally:
-        server.stop()
 
 
 def test_a_rater_who_learns_another_s_session_hash_cannot_rate_on_their_screen(tmp_path):
     """The attack: alice sends her requests with bob's session hash. They used to rate bob's leased
     sample under alice's name; now they are refused and bob's session is left as it was."""
-    import sqlite3
-
-    run = make_run_dir(tmp_path, 4)
-    accounts = tmp_path / "raters.db"
-    add_rater(accounts, "bob")
-    add_rater(accounts, "alice")
-    server = LabelServer(run, accounts, tmp_path / "server.log").start()
-    try:
+    with serving(tmp_path, 4, "bob", "alice") as server:
         bob, alice = RatingClient(server.url, "bob", RATER_PASSWORD), RatingClient(server.url, "alice", RATER_PASSWORD)
         assert bob.start()["showing"] == "000000"
         alice.client.session_hash = bob.client.session_hash
         for attack in (alice.thumbs_up, alice.skip, alice.undo):
             with pytest.raises(AppError, match="belongs to another rater"):
                 attack()
-        with sqlite3.connect(run / "labels.db") as db:
+        with sqlite3.connect(server.run / "labels.db") as db:
             assert db.execute("SELECT COUNT(*) FROM ratings").fetchone() == (0,)
             assert db.execute("SELECT COUNT(*) FROM skips").fetchone() == (0,)
         saved = bob.thumbs_up()
         assert (saved["outcome"], saved["sample_id"]) == ("saved", "000000")
         bob.close()
         alice.close()
-    finally:
-        server.stop()
 
 
 def test_concurrent_exports_each_get_a_whole_private_file_removed_when_the_server_stops(tmp_path):
     """The attack: many exports at once. They used to share one file per server (some failed, some
     served a half-written parquet), left world-readable in Gradio's temp folder after exit."""
-    import stat
-    from concurrent.futures import ThreadPoolExecutor
-    from pathlib import Path
-
-    run = make_run_dir(tmp_path, 6)
-    accounts = tmp_path / "raters.db"
-    add_rater(accounts, ADMIN, ADMIN_PASSWORD, admin=True)
-    server = LabelServer(run, accounts, tmp_path / "server.log").start()
-    try:
+    with serving(tmp_path, 6, ADMIN) as server:
         admin = RatingClient(server.url, ADMIN, ADMIN_PASSWORD)
         admin.start()
         for _ in range(3):
@@ -181,27 +171,16 @@ def test_concurrent_exports_each_get_a_whole_private_file_removed_when_the_serve
             assert stat.S_IMODE(private.stat().st_mode) == 0o700  # nobody but the server's user can reach it
         for client in [admin, *clients]:
             client.close()
-    finally:
-        server.stop()
     assert not any(path.exists() for path in paths)
 
 
 def test_sessions_end_when_the_account_is_removed_demoted_or_its_password_changes(tmp_path):
     """The attack: keep using a logged-in session after the admin took the account away."""
-    import subprocess
-    import sys
-
-    run = make_run_dir(tmp_path, 6)
-    accounts = tmp_path / "raters.db"
-    for name, admin in (("bob", False), ("carol", False), (ADMIN, True)):
-        add_rater(accounts, name, ADMIN_PASSWORD if admin else RATER_PASSWORD, admin=admin)
-    server = LabelServer(run, accounts, tmp_path / "server.log").start()
-
     def raters(*argv: str, password: str | None = None) -> None:
-        subprocess.run([sys.executable, "-m", "align.cli", "raters", "--accounts", str(accounts), *argv],
+        subprocess.run([sys.executable, "-m", "align.cli", "raters", "--accounts", str(tmp_path / "raters.db"), *argv],
                        input=password, text=True, check=True, capture_output=True)
 
-    try:
+    with serving(tmp_path, 6, "bob", "carol", ADMIN) as server:
         bob, carol = RatingClient(server.url, "bob", RATER_PASSWORD), RatingClient(server.url, "carol", RATER_PASSWORD)
         admin = RatingClient(server.url, ADMIN, ADMIN_PASSWORD)
         assert bob.start()["showing"] and carol.start()["showing"] and admin.admin_summary()
@@ -211,30 +190,18 @@ def test_sessions_end_when_the_account_is_removed_demoted_or_its_password_change
         for ended in (bob.thumbs_up, carol.thumbs_up, admin.admin_summary):
             with pytest.raises(httpx.HTTPStatusError, match="401 Unauthorized"):
                 ended()
-        import sqlite3
-
-        with sqlite3.connect(run / "labels.db") as db:
+        with sqlite3.connect(server.run / "labels.db") as db:
             assert db.execute("SELECT COUNT(*) FROM ratings").fetchone() == (0,)
         assert "session of bob ended: account removed or changed" in (tmp_path / "server.log").read_text()
         fresh = RatingClient(server.url, "carol", "a-new-password-2")  # the new password works
         assert fresh.start()["showing"]
-    finally:
-        server.stop()
 
 
 def test_a_session_ends_after_the_idle_time(tmp_path):
-    import time
-
-    run = make_run_dir(tmp_path, 4)
-    accounts = tmp_path / "raters.db"
-    add_rater(accounts, "bob")
-    server = LabelServer(run, accounts, tmp_path / "server.log", idle_minutes=0.02).start()  # 1.2 s
-    try:
+    with serving(tmp_path, 4, "bob", idle_minutes=0.02) as server:  # 1.2 s
         bob = RatingClient(server.url, "bob", RATER_PASSWORD)
         assert bob.start()["showing"]
         time.sleep(2)
         with pytest.raises(httpx.HTTPStatusError, match="401 Unauthorized"):
             bob.thumbs_up()
         assert "session of bob ended: idle too long" in (tmp_path / "server.log").read_text()
-    finally:
-        server.stop()
