@@ -1,7 +1,8 @@
 """A run directory: images/ and samples.parquet (one row per image), plus the resolved config.
 
 samples.parquet columns: id, prompt, category, split, seed, model, guidance, steps,
-image_path (relative to the run directory).
+image_path (relative to the run directory); a best-of-n run adds best_of, candidate_seed and
+reward, and its candidates/ sub-run request and reward (generation/best_of.py).
 """
 
 from __future__ import annotations
@@ -43,9 +44,9 @@ def ensure_writable_dir(path: Path) -> None:
         raise BadInput(f"cannot write to output directory {path}: {exc.strerror or exc}") from None
 
 
-def write_samples(run_dir: Path, rows: list[dict]) -> None:
+def write_samples(run_dir: Path, rows: list[dict], extra_fields: list[pa.Field] = ()) -> None:
     """Write samples.parquet atomically, so a reader never sees half a table."""
-    table = pa.Table.from_pylist(rows, schema=SAMPLE_SCHEMA)
+    table = pa.Table.from_pylist(rows, schema=pa.schema([*SAMPLE_SCHEMA, *extra_fields]))
     tmp = run_dir / (SAMPLES + ".tmp")
     pq.write_table(table, tmp)
     os.replace(tmp, run_dir / SAMPLES)

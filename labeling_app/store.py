@@ -23,7 +23,8 @@ from labeling_app.errors import LabelingError
 from labeling_app.run_dir import Sample, image_problem, read_samples, resolve_run_dir
 
 SCHEMA_VERSION = 1
-REASONS = ("wrong count", "wrong colour", "wrong background", "malformed")
+# Order is the keyboard order in the app (keys 1, 2, ...); a new tag goes at the end of its kind.
+REASONS = ("wrong count", "wrong shape", "wrong colour", "wrong background", "malformed")
 RATER_KINDS = ("human", "simulated")
 DEFAULT_LEASE_SECONDS = 300.0
 DEFAULT_MAX_LEASES = 4  # per rater: the sample on screen and the preloaded one, in two tabs
@@ -255,7 +256,7 @@ class LabelStore:
         self, rater: str, sample_id: str, label: int, reasons: Iterable[str] = (), kind: str = "human"
     ) -> Rating:
         """Commit one rating; when this returns, the rating is on disk."""
-        reasons = tuple(reasons)
+        reasons = tuple(dict.fromkeys(reasons))  # a tag ticked twice counts once
         if label not in (0, 1):
             raise LabelingError(f"a label is 1 (thumbs up) or 0 (thumbs down), got {label!r}")
         unknown = [r for r in reasons if r not in REASONS]

@@ -24,13 +24,13 @@ from labeling_app.store import REASONS, LabelStore, RatingRefused
 
 log = logging.getLogger(__name__)
 
-INSTRUCTIONS = """\
+INSTRUCTIONS = f"""\
 **Does the image match the prompt?** Judge only what the prompt says: the **number** of
 objects, their **colour** and **shape**, and the **background**. Thumbs up when all of it is
 right; thumbs down when anything is wrong (tick why, if you like). Skip when you cannot tell.
 
 Keys: **Y** thumbs up · **N** thumbs down · **S** skip · **U** undo your last rating ·
-**1–4** tick a reason, before pressing N.
+**1–{len(REASONS)}** tick a reason, before pressing N.
 """
 
 CSS = """
@@ -53,7 +53,7 @@ document.addEventListener("keydown", (event) => {
   if (buttons[key]) {
     const button = document.getElementById(buttons[key]);
     if (button) { event.preventDefault(); button.click(); }
-  } else if ("1234".includes(key) && key.length === 1) {
+  } else if (/^[1-9]$/.test(key)) {
     const boxes = document.querySelectorAll("#reasons input[type=checkbox]");
     const box = boxes[Number(key) - 1];
     if (box) { event.preventDefault(); box.click(); }
@@ -198,7 +198,8 @@ def build_app(store: LabelStore, accounts: Accounts, export_dir: Path) -> gr.Blo
                 down = gr.Button("👎 Does not match  [N]", elem_id="thumbs-down", variant="stop")
                 skip_button = gr.Button("Skip  [S]", elem_id="skip")
                 undo_button = gr.Button("Undo last  [U]", elem_id="undo")
-            reasons = gr.CheckboxGroup(list(REASONS), label="Why not? (optional; keys 1–4, then N)", elem_id="reasons")
+            reasons = gr.CheckboxGroup([(f"{tag}  [{key}]", tag) for key, tag in enumerate(REASONS, 1)],
+                                      label=f"Why not? (optional; keys 1–{len(REASONS)}, then N)", elem_id="reasons")
             status = gr.HTML(elem_id="status", js_on_load=None)
             progress = gr.HTML(elem_id="progress", js_on_load=None)
             receipt = gr.JSON(visible=False)

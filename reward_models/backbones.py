@@ -132,11 +132,27 @@ class ClipBackbone:
         std = torch.tensor(self.std, device=self.device).view(1, 3, 1, 1)
         return (images - mean) / std
 
-    def encode_pixels(self, pixels: torch.Tensor) -> torch.Tensor:
-        return F.normalize(_as_tensor(self._encode_image(pixels.to(self.device))).float(), dim=-1)
+    def encode_pixels(self, pixels: torch.Tensor, patches: bool = False) -> torch.Tensor:
+        """N x D pooled embeddings; with patches, N x (1 + P) x D: the pooled one, then every patch token."""
+        pixels = pixels.to(self.device)
+        if not patches:
+            return F.normalize(_as_tensor(self._encode_image(pixels)).float(), dim=-1)
+        pooled, tokens = self._encode_image_tokens(pixels)
+        return F.normalize(torch.cat([pooled.unsqueeze(1), tokens], dim=1).float(), dim=-1)
 
-    def encode_images(self, images: list[Image.Image] | torch.Tensor) -> torch.Tensor:
-        return self.encode_pixels(self.pixels(images))
+    def _encode_image_tokens(self, pixels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(pooled embedding, patch tokens), both through the final norm and the projection into the joint space."""
+        if self.config.kind == "open_clip":
+            visual = self.model.visual
+            out = visual.forward_intermediates(pixels, indices=1, output_fmt="NLC", normalize_intermediates=True)
+            tokens = out["image_intermediates"][-1]
+            return out["image_features"], tokens @ visual.proj if visual.proj is not None else tokens
+        vision = self.model.vision_model(pixel_values=pixels)
+        tokens = self.model.vision_model.post_layernorm(vision.last_hidden_state[:, 1:])
+        return self.model.visual_projection(vision.pooler_output), self.model.visual_projection(tokens)
+
+    def encode_images(self, images: list[Image.Image] | torch.Tensor, patches: bool = False) -> torch.Tensor:
+        return self.encode_pixels(self.pixels(images), patches)
 
     def encode_texts(self, texts: list[str]) -> torch.Tensor:
         features = self._encode_text(self._tokenize(list(texts)).to(self.device))

@@ -17,6 +17,10 @@ class HeadConfig:
     hidden: int = 256  # 0: a linear head
     dropout: float = 0.1
     similarity_skip: bool = True  # add a learned scale of cos(image, text), CLIP score's signal, to the logit
+    attributes: bool = True  # also predict, per attribute, whether it is right (learned from reason tags)
+    combine: Literal["thumbs", "product"] = "product"  # the reward: thumbs-up logit, or logit of P(up) x P(all right)
+    image_features: Literal["pooled", "patches"] = "pooled"  # pooled embedding, or with the patch tokens too
+    patch_hidden: int = 128  # width of the per-patch branch (image_features: patches)
 
 
 @dataclass
@@ -24,6 +28,7 @@ class TrainConfig:
     loss: Literal["bce", "mse"] = "bce"
     class_balance: bool = True  # weight positives and negatives equally in the loss
     ratings: Literal["mean", "per_rater"] = "mean"  # one soft target per sample, or one row per rating
+    attribute_weight: float = 1.0  # weight of the per-attribute losses (head.attributes)
     aux_weight: float = 0.5  # weight of the prompt-classification task (0: off)
     aux_perturbations: int = 4  # perturbed prompts per positive sample
     compare_without_aux: bool = True  # also train with aux_weight 0 and record it, for the report

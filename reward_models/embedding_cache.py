@@ -1,7 +1,8 @@
 """Embeddings computed once per backbone and stored in the run directory they belong to.
 
-    RUN/embeddings/<backbone fingerprint>/images.safetensors   image content sha256 -> embedding
-    RUN/embeddings/<backbone fingerprint>/texts.safetensors    text sha256 -> embedding
+    RUN/embeddings/<backbone fingerprint>/images.safetensors          image content sha256 -> embedding
+    RUN/embeddings/<backbone fingerprint>/images-patches.safetensors  ... -> pooled + patch tokens
+    RUN/embeddings/<backbone fingerprint>/texts.safetensors           text sha256 -> embedding
 
 Keys are content hashes, so a regenerated image or retrained backbone never reads a stale
 row, and the head's training epochs touch no image at all.
@@ -37,9 +38,10 @@ def text_hash(text: str) -> str:
 
 
 class EmbeddingCache:
-    def __init__(self, backbone: ClipBackbone, batch_size: int = 64):
+    def __init__(self, backbone: ClipBackbone, batch_size: int = 64, patches: bool = False):
         self.backbone = backbone
         self.batch_size = batch_size
+        self.patches = patches  # image rows are (1 + P) x D: the pooled embedding, then the patch tokens
         self.key = backbone.fingerprint()
         self._stores: dict[Path, dict[str, torch.Tensor]] = {}
 
@@ -49,7 +51,8 @@ class EmbeddingCache:
     def image_embeddings(self, run_dir: str | Path, paths: Sequence[str | Path]) -> torch.Tensor:
         """One row per image file, computed only for images this backbone has not seen."""
         keys = [file_hash(Path(p)) for p in paths]
-        return self._lookup(self.folder(run_dir) / "images.safetensors", keys, dict(zip(keys, map(Path, paths))), self._encode_images)
+        name = "images-patches" if self.patches else "images"
+        return self._lookup(self.folder(run_dir) / f"{name}.safetensors", keys, dict(zip(keys, map(Path, paths))), self._encode_images)
 
     def text_embeddings(self, run_dir: str | Path, texts: Sequence[str]) -> torch.Tensor:
         keys = [text_hash(t) for t in texts]
@@ -77,7 +80,7 @@ class EmbeddingCache:
                     images.append(image.convert("RGB"))
             except (UnidentifiedImageError, OSError):
                 raise RewardModelError(f"image {path} is corrupt or not an image") from None
-        return self.backbone.encode_images(images)
+        return self.backbone.encode_images(images, self.patches)
 
     def _encode_texts(self, texts: list[str]) -> torch.Tensor:
         return self.backbone.encode_texts(texts)

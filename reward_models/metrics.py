@@ -6,6 +6,8 @@ so that one is written here (equal-width bins, as in Guo et al. 2017).
 
 from __future__ import annotations
 
+from math import comb
+
 import numpy as np
 import torch
 from sklearn import metrics
@@ -25,6 +27,39 @@ def roc_curve(scores: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.nd
     """False and true positive rates at every distinct threshold, from (0, 0) to (1, 1)."""
     fpr, tpr, _ = metrics.roc_curve(np.asarray(labels).astype(bool), np.asarray(scores, float), drop_intermediate=False)
     return fpr, tpr
+
+
+def within_prompt_roc_auc(scores: np.ndarray, labels: np.ndarray, prompts: np.ndarray) -> float | None:
+    """ROC-AUC over pairs of images of one prompt, one positive and one negative (ties count half):
+    how often the score picks the better of two images of the same prompt, as fine-tuning needs."""
+    scores, labels, prompts = np.asarray(scores, float), np.asarray(labels).astype(bool), np.asarray(prompts)
+    wins = pairs = 0.0
+    for prompt in np.unique(prompts):
+        mine = prompts == prompt
+        positive, negative = scores[mine & labels], scores[mine & ~labels]
+        difference = positive[:, None] - negative[None, :]
+        wins += (difference > 0).sum() + 0.5 * (difference == 0).sum()
+        pairs += difference.size
+    return float(wins / pairs) if pairs else None
+
+
+def best_of_n(scores: np.ndarray, truths: np.ndarray, groups: np.ndarray, n: int) -> float | None:
+    """Expected truth of the best-scored of n images drawn at random from a group (a prompt's pool),
+    averaged over the groups with at least n images: best-of-n sampling, measured on a fixed pool.
+
+    In a pool of m sorted by score, the j-th best is the best of a random n-subset with
+    probability C(m-1-j, n-1) / C(m, n), so every subset is counted without drawing any.
+    """
+    scores, truths, groups = np.asarray(scores, float), np.asarray(truths, float), np.asarray(groups)
+    values = []
+    for group in np.unique(groups):
+        mine = groups == group
+        ranked = truths[mine][np.argsort(-scores[mine], kind="stable")]
+        m = len(ranked)
+        if m >= n:
+            weights = np.array([comb(m - 1 - j, n - 1) for j in range(m)], float) / comb(m, n)
+            values.append(float(weights @ ranked))
+    return float(np.mean(values)) if values else None
 
 
 def calibration_error(probabilities: np.ndarray, labels: np.ndarray, bins: int = CALIBRATION_BINS) -> float:
@@ -72,16 +107,18 @@ def platt_probabilities(scores: np.ndarray, platt: tuple[float, float]) -> np.nd
 
 
 def score_metrics(
-    scores: np.ndarray, probabilities: np.ndarray, labels: np.ndarray, threshold: float, categories: np.ndarray
+    scores: np.ndarray, probabilities: np.ndarray, labels: np.ndarray, threshold: float, categories: np.ndarray,
+    prompts: np.ndarray | None = None,
 ) -> dict:
     labels = np.asarray(labels).astype(int)
     predicted = (np.asarray(scores) > threshold).astype(int)
     correct = predicted == labels
     return {
-        "n": int(len(labels)),
+        "n": len(labels),
         "positive_rate": float(labels.mean()) if len(labels) else None,
         "accuracy": float(correct.mean()) if len(labels) else None,
         "roc_auc": roc_auc(scores, labels),
+        "within_prompt_roc_auc": within_prompt_roc_auc(scores, labels, prompts) if prompts is not None else None,
         "calibration_error": calibration_error(probabilities, labels) if len(labels) else None,
         "threshold": float(threshold),
         "accuracy_by_category": {c: float(correct[categories == c].mean()) for c in sorted(set(categories))},

@@ -5,8 +5,12 @@
     rewards = model(images, prompts, differentiable=True)  # gradients flow to tensor images
 
 Images are a list of PIL images or a float tensor batch in [0, 1], N x 3 x H x W. The reward
-is the head's logit: higher means "raters would call this image aligned with its prompt";
-sigmoid(reward) is the predicted probability of a thumbs up.
+is a logit: higher means "raters would call this image aligned with its prompt". With the
+default head (combine: product), sigmoid(reward) is the predicted probability that a rater
+gives a thumbs up and every attribute is right; with combine: thumbs, of a thumbs up alone.
+Per attribute (count, shape, colour, background, malformed), the probability that it is right:
+
+    model.attribute_probabilities(images, prompts)         # {"thumbs_up": tensor, "count": tensor, ...}
 
 A model directory holds config.json, model.safetensors (the head, plus the backbone's
 unfrozen blocks if any) and metrics.json. The backbone's weights are referenced, not copied,
@@ -27,7 +31,8 @@ from torch import nn
 from reward_models.backbones import BackboneConfig, ClipBackbone
 from reward_models.config import HeadConfig
 from reward_models.errors import RewardModelError
-from reward_models.head import RewardHead
+from reward_models.head import RewardHead, combine
+from reward_models.labels import ATTRIBUTES
 
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
@@ -54,6 +59,25 @@ class RewardModel(nn.Module):
         self.backbone.device = next(self.head.parameters()).device
         return self
 
+    @property
+    def uses_patches(self) -> bool:
+        return self.head_config.image_features == "patches"
+
+    def _logits(self, images, prompts: list[str], differentiable: bool, batch_size: int) -> torch.Tensor:
+        if len(images) != len(prompts):
+            raise RewardModelError(f"got {len(images)} images but {len(prompts)} prompts")
+        if len(prompts) == 0:
+            return torch.zeros(0, self.head.similarity.out_features, device=self.device)
+        with torch.set_grad_enabled(differentiable and torch.is_grad_enabled()):
+            logits = [
+                self.head(
+                    self.backbone.encode_images(images[start : start + batch_size], self.uses_patches),
+                    self.backbone.encode_texts(list(prompts[start : start + batch_size])),
+                )
+                for start in range(0, len(prompts), batch_size)
+            ]
+        return torch.cat(logits)
+
     def forward(
         self,
         images: list[Image.Image] | torch.Tensor,
@@ -61,23 +85,16 @@ class RewardModel(nn.Module):
         differentiable: bool = False,
         batch_size: int = 64,
     ) -> torch.Tensor:
-        if len(images) != len(prompts):
-            raise RewardModelError(f"got {len(images)} images but {len(prompts)} prompts")
-        if len(prompts) == 0:
-            return torch.zeros(0, device=self.device)
-        with torch.set_grad_enabled(differentiable and torch.is_grad_enabled()):
-            rewards = [
-                self.head(
-                    self.backbone.encode_images(images[start : start + batch_size]),
-                    self.backbone.encode_texts(list(prompts[start : start + batch_size])),
-                )
-                for start in range(0, len(prompts), batch_size)
-            ]
-        return torch.cat(rewards)
+        return combine(self._logits(images, prompts, differentiable, batch_size), self.head_config.combine)
+
+    @torch.no_grad()
+    def attribute_probabilities(self, images, prompts: list[str], batch_size: int = 64) -> dict[str, torch.Tensor]:
+        """P(thumbs up) and, if the head has them, P(attribute right) for each of labels.ATTRIBUTES."""
+        return probabilities(self._logits(images, prompts, False, batch_size))
 
     def rewards_from_embeddings(self, image_embeddings: torch.Tensor, text_embeddings: torch.Tensor) -> torch.Tensor:
         """The reward of already encoded pairs (the embedding cache's path)."""
-        return self.head(image_embeddings.to(self.device), text_embeddings.to(self.device))
+        return self.head.reward(image_embeddings.to(self.device), text_embeddings.to(self.device))
 
     def trainable_state(self) -> dict[str, torch.Tensor]:
         state = {f"head.{k}": v for k, v in self.head.state_dict().items()}
@@ -109,7 +126,8 @@ class RewardModel(nn.Module):
                 f"the backbone {backbone.config.name} has changed since the reward model in {directory} was trained;"
                 " retrain it with `t2i-align train-reward`"
             )
-        model = cls(backbone, HeadConfig(**config["head"]), config["embed_dim"])
+        head = {"attributes": False} | config["head"]  # directories from before the attribute heads
+        model = cls(backbone, HeadConfig(**head), config["embed_dim"])
         state = load_file(str(directory / WEIGHTS_FILE))
         model.head.load_state_dict({k.removeprefix("head."): v for k, v in state.items() if k.startswith("head.")})
         backbone_state = {k.removeprefix("backbone."): v for k, v in state.items() if k.startswith("backbone.")}
@@ -120,3 +138,8 @@ class RewardModel(nn.Module):
         if (directory / METRICS_FILE).is_file():
             model.metrics = json.loads((directory / METRICS_FILE).read_text())
         return model.to(device).eval()
+
+
+def probabilities(logits: torch.Tensor) -> dict[str, torch.Tensor]:
+    names = ("thumbs_up", *ATTRIBUTES)[: logits.shape[1]]
+    return {name: torch.sigmoid(logits[:, i]) for i, name in enumerate(names)}

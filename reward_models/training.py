@@ -1,7 +1,9 @@
 """Training the reward head on rated samples, with early stopping and held-out metrics.
 
-The head sees [image, text, image * text] embeddings and learns the raters' thumbs up / down
-(BCE or MSE, optionally class-balanced). Lee et al.'s auxiliary task: for a positively rated
+The head sees [image, text, image * text] embeddings (and, as an option, the image's patch
+tokens) and learns the raters' thumbs up / down (BCE or MSE, optionally class-balanced) and,
+from the reason tags of the ratings that carry them, whether each attribute is right (masked
+BCE, weighted by `train.attribute_weight`; see labels.attribute_targets). Lee et al.'s auxiliary task: for a positively rated
 sample, the true prompt must outscore perturbed prompts (wrong count, colour, background),
 a cross-entropy over [true, perturbed...] rewards weighted by `train.aux_weight`. The
 perturbations come from the caller, since only it knows its prompt world.
@@ -29,9 +31,15 @@ from reward_models.backbones import ClipBackbone
 from reward_models.config import RewardConfig, TrainConfig
 from reward_models.embedding_cache import EmbeddingCache
 from reward_models.errors import RewardModelError
-from reward_models.labels import split_prompts, training_rows
-from reward_models.metrics import best_threshold, fit_platt, platt_probabilities, score_metrics
-from reward_models.reward_model import RewardModel
+from reward_models.head import combine
+from reward_models.labels import ATTRIBUTES, split_prompts, training_rows
+from reward_models.metrics import (
+    best_threshold,
+    fit_platt,
+    platt_probabilities,
+    score_metrics,
+)
+from reward_models.reward_model import RewardModel, probabilities
 
 Perturb = Callable[[str], list[str]]
 
@@ -76,6 +84,7 @@ def embed_everything(labels: pd.DataFrame, texts_by_run: dict[str, list[str]], c
 def clip_score_of(features: Features, image_paths, prompts) -> np.ndarray:
     """CLIP score (100 x max(cos, 0)) from cached embeddings, as reward_models.clip_score defines it."""
     images = features.image_embeddings[[features.image_index[p] for p in image_paths]]
+    images = images[:, 0] if images.ndim == 3 else images  # the pooled row of pooled + patch features
     texts = features.text_embeddings[[features.text_index[t] for t in prompts]]
     return (100 * (images * texts).sum(-1).clamp(min=0)).numpy()
 
@@ -91,6 +100,7 @@ class HeadTrainer:
         self.image_idx = torch.tensor([features.image_index[p] for p in rows["image_path"]])
         self.text_idx = torch.tensor([features.text_index[t] for t in rows["prompt"]])
         self.target = torch.tensor(rows["target"].to_numpy(), dtype=torch.float32)
+        self.attribute_target = torch.tensor(rows[[f"target_{a}" for a in ATTRIBUTES]].to_numpy(), dtype=torch.float32)
         self.weight = self._class_weights(rows)
         self.aux_idx, self.has_aux = self._aux_indices(rows, perturbations)
 
@@ -117,18 +127,25 @@ class HeadTrainer:
     def embeddings(self, model: RewardModel, image_idx: torch.Tensor, text_idx: torch.Tensor):
         if not model.backbone.trainable:
             return self.features.image_embeddings[image_idx].to(self.device), self.features.text_embeddings[text_idx].to(self.device)
-        return model.backbone.encode_pixels(self.pixels[image_idx]), model.backbone.encode_texts(
+        return model.backbone.encode_pixels(self.pixels[image_idx], model.uses_patches), model.backbone.encode_texts(
             [self.features.texts[i] for i in text_idx.tolist()])
 
     def loss(self, model: RewardModel, rows: torch.Tensor, aux_weight: float) -> tuple[torch.Tensor, torch.Tensor]:
-        """(main loss, aux loss) on the rows with these indices."""
+        """(thumbs loss + weighted attribute loss, aux loss) on the rows with these indices."""
         images, texts = self.embeddings(model, self.image_idx[rows], self.text_idx[rows])
-        logits = model.head(images, texts)
+        outputs = model.head(images, texts)
+        logits = outputs[:, 0]
         target, weight = self.target[rows].to(self.device), self.weight[rows].to(self.device)
         if self.train_config.loss == "bce":
             main = (F.binary_cross_entropy_with_logits(logits, target, reduction="none") * weight).mean()
         else:
             main = ((torch.sigmoid(logits) - target) ** 2 * weight).mean()
+        if outputs.shape[1] > 1 and self.train_config.attribute_weight > 0:
+            attribute_target = self.attribute_target[rows].to(self.device)
+            known = ~attribute_target.isnan()
+            if known.any():
+                per_entry = F.binary_cross_entropy_with_logits(outputs[:, 1:], attribute_target.nan_to_num(), reduction="none")
+                main = main + self.train_config.attribute_weight * per_entry[known].mean()
         aux = torch.zeros((), device=self.device)
         positives = rows[self.has_aux[rows]]
         if aux_weight > 0 and len(positives):
@@ -137,8 +154,9 @@ class HeadTrainer:
             wrong_idx = self.aux_idx[positives].reshape(-1)
             pos_images = images[position]
             _, wrong_texts = self.embeddings(model, self.image_idx[positives].repeat_interleave(k), wrong_idx)
-            wrong = model.head(pos_images.repeat_interleave(k, dim=0), wrong_texts).view(-1, k)
-            candidates = torch.cat([logits[position].unsqueeze(1), wrong], dim=1)
+            wrong = model.head.reward(pos_images.repeat_interleave(k, dim=0), wrong_texts).view(-1, k)
+            reward = combine(outputs[position], model.head_config.combine)
+            candidates = torch.cat([reward.unsqueeze(1), wrong], dim=1)
             aux = F.cross_entropy(candidates, torch.zeros(len(candidates), dtype=torch.long, device=self.device))
         return main, aux
 
@@ -155,7 +173,7 @@ class HeadTrainer:
         config = self.train_config
         torch.manual_seed(config.seed)
         model = RewardModel(ClipBackbone(self.config.backbone, self.device), self.config.head,
-                            self.features.image_embeddings.shape[1])
+                            self.features.image_embeddings.shape[-1])
         if model.backbone.trainable and not hasattr(self, "pixels"):
             self.pixels = self._load_pixels(model.backbone)
         parameters = list(model.head.parameters()) + list(model.backbone.trainable_parameters().values())
@@ -210,12 +228,17 @@ class HeadTrainer:
 
 
 @torch.no_grad()
-def rewards_for(model: RewardModel, trainer: HeadTrainer, image_paths, prompts) -> np.ndarray:
+def outputs_for(model: RewardModel, trainer: HeadTrainer, image_paths, prompts) -> torch.Tensor:
+    """The head's logits, N x (1 + attributes)."""
     features = trainer.features
-    image_idx = torch.tensor([features.image_index[p] for p in image_paths])
-    text_idx = torch.tensor([features.text_index[t] for t in prompts])
-    rewards = [model.head(*trainer.embeddings(model, i, t)) for i, t in zip(image_idx.split(256), text_idx.split(256))]
-    return torch.cat(rewards).cpu().numpy() if rewards else np.zeros(0)
+    image_idx = torch.tensor([features.image_index[p] for p in image_paths], dtype=torch.long)
+    text_idx = torch.tensor([features.text_index[t] for t in prompts], dtype=torch.long)
+    outputs = [model.head(*trainer.embeddings(model, i, t)) for i, t in zip(image_idx.split(256), text_idx.split(256))]
+    return torch.cat(outputs).cpu() if outputs else torch.zeros(0, model.head.similarity.out_features)
+
+
+def rewards_for(model: RewardModel, trainer: HeadTrainer, image_paths, prompts) -> np.ndarray:
+    return combine(outputs_for(model, trainer, image_paths, prompts), model.head_config.combine).numpy()
 
 
 def aux_accuracy(model: RewardModel, trainer: HeadTrainer, samples: pd.DataFrame, perturbations: dict[str, list[str]]) -> float | None:
@@ -233,10 +256,10 @@ def heldout_metrics(labels: pd.DataFrame, reward: np.ndarray, clip: np.ndarray, 
                     platt: tuple[float, float], truth: str) -> dict:
     """Reward and CLIP score against one kind of truth (raters' labels or the oracle's verdict)."""
     truths = labels[truth].to_numpy().astype(int)
-    categories = labels["category"].to_numpy()
+    categories, prompts = labels["category"].to_numpy(), labels["prompt"].to_numpy()
     return {
-        "reward": score_metrics(reward, 1 / (1 + np.exp(-reward)), truths, 0.0, categories),
-        "clip_score": score_metrics(clip, platt_probabilities(clip, platt), truths, clip_threshold, categories),
+        "reward": score_metrics(reward, 1 / (1 + np.exp(-reward)), truths, 0.0, categories, prompts),
+        "clip_score": score_metrics(clip, platt_probabilities(clip, platt), truths, clip_threshold, categories, prompts),
     }
 
 
@@ -258,7 +281,8 @@ def train_reward_model(labels: pd.DataFrame, config: RewardConfig, device: torch
         for run, part in labels.groupby("run_dir")
     }
     backbone = ClipBackbone(replace(config.backbone, unfreeze_last_blocks=0), device)
-    features = embed_everything(labels, texts_by_run, EmbeddingCache(backbone, train_config.encode_batch_size))
+    patches = config.head.image_features == "patches"
+    features = embed_everything(labels, texts_by_run, EmbeddingCache(backbone, train_config.encode_batch_size, patches))
     rows = training_rows(labels, train_config.ratings)
     trainer = HeadTrainer(config, rows, features, perturbations, device, progress)
 
@@ -271,17 +295,24 @@ def train_reward_model(labels: pd.DataFrame, config: RewardConfig, device: torch
     fit_clip = clip_score_of(features, fitting["image_path"], fitting["prompt"])
     clip_threshold, platt = best_threshold(fit_clip, fitting["label"].to_numpy()), fit_platt(fit_clip, fitting["label"].to_numpy())
 
-    test = labels[labels["part"] == "test"].copy()
-    test["clip_score"] = clip_score_of(features, test["image_path"], test["prompt"])
-    test["reward"] = rewards_for(model, trainer, test["image_path"], test["prompt"])
-    if without_aux is not None:
-        test["reward_without_aux"] = rewards_for(without_aux, trainer, test["image_path"], test["prompt"])
+    def scored(part: str) -> pd.DataFrame:
+        frame = labels[labels["part"] == part].copy()
+        frame["clip_score"] = clip_score_of(features, frame["image_path"], frame["prompt"])
+        outputs = outputs_for(model, trainer, frame["image_path"], frame["prompt"])
+        frame["reward"] = combine(outputs, model.head_config.combine).numpy()
+        for name, probability in probabilities(outputs).items():
+            frame[f"p_{name}"] = probability.numpy()
+        if without_aux is not None:
+            frame["reward_without_aux"] = rewards_for(without_aux, trainer, frame["image_path"], frame["prompt"])
+        return frame
 
-    def measured(column: str) -> dict:
-        result = {"raters": heldout_metrics(test, test[column].to_numpy(),
-                                            test["clip_score"].to_numpy(), clip_threshold, platt, "label")}
-        if "oracle_label" in test:
-            samples = test.drop_duplicates("image_path")
+    test, validation = scored("test"), scored("val")
+
+    def measured(column: str, frame: pd.DataFrame = test) -> dict:
+        result = {"raters": heldout_metrics(frame, frame[column].to_numpy(),
+                                            frame["clip_score"].to_numpy(), clip_threshold, platt, "label")}
+        if "oracle_label" in frame:
+            samples = frame.drop_duplicates("image_path")
             result["oracle"] = heldout_metrics(samples, samples[column].to_numpy(), samples["clip_score"].to_numpy(),
                                                clip_threshold, platt, "oracle_label")
         return result
@@ -292,6 +323,7 @@ def train_reward_model(labels: pd.DataFrame, config: RewardConfig, device: torch
 
     metrics = {
         "heldout": measured("reward"),
+        "validation": measured("reward", validation),  # seen prompts, but used for early stopping
         "aux_accuracy": aux_accuracy(model, trainer, positive_samples, perturbations),
         "training": log,
         "head_training_seconds": log["seconds"],

@@ -84,7 +84,8 @@ def test_rate_three_images_by_mouse_and_keyboard_undo_one_and_tag_a_reason(label
     expect(page.locator("#status")).to_contain_text("Undid rating #2")
     shown_sample(page, "000001")
 
-    page.keyboard.press("2")  # tick "wrong colour"
+    expect(page.locator("#reasons")).to_contain_text("wrong shape  [2]")  # every reason shows its key
+    page.keyboard.press("3")  # tick "wrong colour"
     expect(page.get_by_label("wrong colour")).to_be_checked()
     page.keyboard.press("n")
     expect(page.locator("#status .ack")).to_have_attribute("data-rating-id", "3")

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from conftest import make_run_dir, write_run_dir
+from PIL import ImageDraw
 
 from align.cli import main
-from align.shapes.world import Scene, SceneObject, render
+from align.shapes.world import COLORS, Scene, SceneObject, render
 from labeling_app.store import LabelStore
 
 # (prompt, scene, the oracle's label, the reason tags it implies)
@@ -17,7 +18,7 @@ CASES = [
      0, ["wrong background"]),
     ("three circles", Scene("gray", (SceneObject("circle", "blue", 5, 5, 16), SceneObject("circle", "blue", 40, 40, 16))),
      0, ["wrong count"]),
-    ("a square", Scene("black", (SceneObject("circle", "yellow", 20, 20, 22),)), 0, ["malformed"]),
+    ("a square", Scene("black", (SceneObject("circle", "yellow", 20, 20, 22),)), 0, ["wrong shape"]),
 ]
 
 
@@ -42,6 +43,14 @@ def test_noiseless_raters_agree_with_the_oracle_and_give_its_reasons(tmp_path, c
     # Nothing left: running again adds nothing (no rater sees a sample twice, overlap holds).
     assert main(["simulate-raters", str(run), "--raters", "3", "--noise", "0"]) == 0
     assert len(verdicts(run)) == len(CASES) * 2
+
+
+def test_a_shapeless_object_is_malformed_not_a_wrong_shape(tmp_path):
+    bar = render(Scene("white", ()))
+    ImageDraw.Draw(bar).rectangle((10, 28, 50, 33), fill=COLORS["red"])  # 41 x 6 px: no shape's proportions
+    run = write_run_dir(tmp_path / "run", [("a red square", bar)])
+    assert main(["simulate-raters", str(run), "--raters", "1", "--noise", "0"]) == 0
+    assert [r["reasons"] for r in LabelStore(run).live_ratings()] == [["malformed"]]
 
 
 def test_noise_one_flips_every_verdict_and_noise_is_seeded(tmp_path):

@@ -99,7 +99,13 @@ def test_unfreezing_last_blocks_makes_only_them_trainable():
 
 def test_transformers_clip_directory(tmp_path, images):
     """A transformers CLIPModel folder (random small weights, the shipped tokenizer) behind the same interface."""
-    from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel, CLIPProcessor, CLIPTokenizer
+    from transformers import (
+        CLIPConfig,
+        CLIPImageProcessor,
+        CLIPModel,
+        CLIPProcessor,
+        CLIPTokenizer,
+    )
 
     small = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2)
     config = CLIPConfig(text_config={**small, "max_position_embeddings": 77},
@@ -117,3 +123,29 @@ def test_transformers_clip_directory(tmp_path, images):
     assert backbone.encode_texts(PROMPTS).shape == (4, 16)
     assert any("encoder.layers.1." in n for n in backbone.trainable_parameters())
     assert not any("encoder.layers.0." in n for n in backbone.trainable_parameters())
+    with_patches = backbone.encode_images(images, patches=True)
+    assert with_patches.shape == (4, 1 + 16, 16)  # 32 px / 8 px patches: 16 tokens, each in the joint space
+    assert torch.allclose(with_patches[:, 0], from_pil, atol=1e-5)
+
+
+def test_attribute_probabilities_and_the_combined_reward(model, images):
+    probabilities = model.attribute_probabilities(images, PROMPTS)
+    assert list(probabilities) == ["thumbs_up", "count", "shape", "colour", "background", "malformed"]
+    together = torch.stack(list(probabilities.values())).prod(0)
+    assert torch.allclose(torch.sigmoid(model(images, PROMPTS)), together, atol=1e-5)  # combine: product
+
+
+@pytest.mark.parametrize("kind", ["open_clip", "transformers"])
+def test_patch_token_head_scores_saves_and_differentiates(kind, tmp_path, images):
+    name = f"local-dir:{SHIPPED['shapes-tiny-clip']}"
+    if kind == "transformers":
+        test_transformers_clip_directory(tmp_path, images)
+        name = str(tmp_path / "clip")
+    torch.manual_seed(0)
+    model = RewardModel(ClipBackbone(BackboneConfig(kind=kind, name=name)), HeadConfig(hidden=32, image_features="patches"))
+    pixels = as_tensor(images).requires_grad_(True)
+    rewards = model(pixels, PROMPTS, differentiable=True)
+    rewards.sum().backward()
+    assert rewards.shape == (4,) and pixels.grad.abs().sum() > 0
+    model.save_pretrained(tmp_path / "rm")
+    assert torch.allclose(RewardModel.from_pretrained(tmp_path / "rm")(images, PROMPTS), model(images, PROMPTS), atol=1e-5)

@@ -3,6 +3,8 @@
 Sample i of a run (prompt-major order, `images_per_prompt` per prompt) is drawn with its own
 generator seeded `seed + i`, so an image does not depend on batch size, and the same config
 gives the same images from any model: baseline and fine-tuned runs are compared seed for seed.
+With `best_of=N reward.path=DIR`, each sample is the best of N candidates by that reward
+(generation/best_of.py).
 """
 
 from __future__ import annotations
@@ -17,9 +19,11 @@ from tqdm import tqdm
 
 from align.config import save_config, to_dict
 from align.errors import BadInput
+from align.generation.best_of import CANDIDATE_FIELDS, CANDIDATES, KEPT_FIELDS, keep_best, plan_candidates
 from align.generation.prompts import load_prompts
-from align.models import load_pipeline
+from align.models import load_pipeline, pick_device
 from align.rundir import CONFIG, ensure_writable_dir, write_samples
+from reward_models.reward_model import RewardModel
 
 
 @dataclass
@@ -34,17 +38,28 @@ class SamplingConfig:
 
 
 @dataclass
+class RewardReference:
+    path: str | None = None  # reward model directory from `t2i-align train-reward` (best_of > 1)
+
+
+@dataclass
 class GenerateConfig:
     model: str = "shapes-tiny-sd"  # shipped name, local pipeline directory, or hub id
     lora: str | None = None  # LoRA weights from `t2i-align finetune` (OUT/final), loaded on top of the model
     prompts: str = "train"  # named prompt set or text file
     images_per_prompt: int = 1
     seed: int = 0
+    best_of: int = 1  # draw this many candidates per image and keep the one the reward likes best
+    reward: RewardReference = field(default_factory=RewardReference)
     sampling: SamplingConfig = field(default_factory=SamplingConfig)
 
     def check(self) -> None:
         if self.images_per_prompt < 1:
             raise BadInput(f"images_per_prompt must be at least 1, got {self.images_per_prompt}")
+        if self.best_of < 1:
+            raise BadInput(f"best_of must be at least 1, got {self.best_of}")
+        if self.best_of > 1 and not self.reward.path:
+            raise BadInput(f"best_of={self.best_of} needs a reward model to pick with: add reward.path=DIR")
         if self.sampling.steps < 1 or self.sampling.batch_size < 1:
             raise BadInput("sampling.steps and sampling.batch_size must be at least 1")
         if self.sampling.resolution is not None and self.sampling.resolution % 8:
@@ -90,27 +105,44 @@ def generate(config: GenerateConfig, out: str | Path, resume: bool = False, pipe
     config.check()
     out = Path(out)
     rows = plan_samples(config)
+    reward = None
+    if config.best_of > 1:  # loaded before any image is drawn, so a bad directory fails at once
+        reward = RewardModel.from_pretrained(config.reward.path, pick_device(config.sampling.device))
     prepare_run_dir(out, config, resume)
-    todo = [row for row in rows if not (out / row["image_path"]).is_file()]
-    if todo:
-        sampling = config.sampling
-        pipeline = pipeline or load_pipeline(config.model, sampling.dtype, sampling.device, config.lora)
-        size = sampling.resolution or pipeline.unet.config.sample_size * pipeline.vae_scale_factor
-        with tqdm(total=len(todo), desc=f"generating {out.name}", unit="img") as progress:
-            for start in range(0, len(todo), sampling.batch_size):
-                batch = todo[start : start + sampling.batch_size]
-                generators = [torch.Generator(pipeline.device).manual_seed(row["seed"]) for row in batch]
-                images = pipeline(
-                    [row["prompt"] for row in batch],
-                    num_inference_steps=sampling.steps,
-                    guidance_scale=sampling.guidance,
-                    eta=sampling.eta,
-                    height=size,
-                    width=size,
-                    generator=generators,
-                ).images
-                for row, image in zip(batch, images):
-                    image.save(out / row["image_path"])
-                progress.update(len(batch))
-    write_samples(out, rows)
+    if reward is None:
+        draw(config, out, rows, pipeline)
+        write_samples(out, rows)
+        return out
+    candidates = plan_candidates(rows, config.best_of)
+    ensure_writable_dir(out / CANDIDATES / "images")
+    draw(config, out / CANDIDATES, candidates, pipeline)
+    kept = keep_best(out, rows, candidates, reward)
+    write_samples(out / CANDIDATES, candidates, CANDIDATE_FIELDS)
+    write_samples(out, kept, KEPT_FIELDS)
     return out
+
+
+def draw(config: GenerateConfig, out: Path, rows: list[dict], pipeline=None) -> None:
+    """Draw the rows whose image file does not exist yet, each with its own seeded generator."""
+    todo = [row for row in rows if not (out / row["image_path"]).is_file()]
+    if not todo:
+        return
+    sampling = config.sampling
+    pipeline = pipeline or load_pipeline(config.model, sampling.dtype, sampling.device, config.lora)
+    size = sampling.resolution or pipeline.unet.config.sample_size * pipeline.vae_scale_factor
+    with tqdm(total=len(todo), desc=f"generating {out.name}", unit="img") as progress:
+        for start in range(0, len(todo), sampling.batch_size):
+            batch = todo[start : start + sampling.batch_size]
+            generators = [torch.Generator(pipeline.device).manual_seed(row["seed"]) for row in batch]
+            images = pipeline(
+                [row["prompt"] for row in batch],
+                num_inference_steps=sampling.steps,
+                guidance_scale=sampling.guidance,
+                eta=sampling.eta,
+                height=size,
+                width=size,
+                generator=generators,
+            ).images
+            for row, image in zip(batch, images):
+                image.save(out / row["image_path"])
+            progress.update(len(batch))

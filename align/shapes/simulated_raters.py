@@ -13,10 +13,11 @@ from tqdm import tqdm
 
 from align.errors import BadInput
 from align.shapes.oracle import judge
+from align.shapes.prompts import parse_prompt
 from labeling_app.store import LabelStore
 
 # The oracle's failed attribute -> the reason tag a human would tick.
-REASON_OF_ATTRIBUTE = {"count": "wrong count", "color": "wrong colour", "background": "wrong background", "shape": "malformed"}
+REASON_OF_ATTRIBUTE = {"count": "wrong count", "color": "wrong colour", "background": "wrong background", "shape": "wrong shape"}
 
 
 def oracle_verdict(store: LabelStore, sample_id: str) -> tuple[int, list[str]]:
@@ -32,7 +33,11 @@ def oracle_verdict(store: LabelStore, sample_id: str) -> tuple[int, list[str]]:
             ) from None
     if judgement.aligned:
         return 1, []
-    reasons = [REASON_OF_ATTRIBUTE[a] for a, ok in judgement.attributes.items() if ok is False]
+    failed = [a for a, ok in judgement.attributes.items() if ok is False]
+    asked = parse_prompt(sample.prompt).shape
+    if "shape" in failed and all(o.shape in (None, asked) for o in judgement.parse.objects):
+        failed.remove("shape")  # only shapeless objects: that is "malformed", not a wrong shape
+    reasons = [REASON_OF_ATTRIBUTE[a] for a in failed]
     if not judgement.parseable and "malformed" not in reasons:
         reasons.append("malformed")
     return 0, reasons
