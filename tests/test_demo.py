@@ -41,7 +41,8 @@ def test_quick_demo_writes_every_stage_output(quick_demo):
                  "ddpo/final", "rwr/final", "eval/ddpo-heldout/metrics.json", "eval/rwr-heldout/metrics.json",
                  "round2/train/labels.db", "round2/labels.parquet", "summary.json", "report.html", "stage_seconds.json",
                  "eval/baseline-seen/metrics.json", "eval/ddpo-seen/metrics.json", "eval/rwr-seen/metrics.json",
-                 "seen_prompts.txt", "compare.json"]:
+                 "seen_prompts.txt", "compare.json", "eval/best_of-seen/metrics.json", "eval/best_of-heldout/metrics.json",
+                 "eval/best_of-heldout/candidates/samples.parquet"]:
         assert (quick_demo / path).exists(), path
 
 

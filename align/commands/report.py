@@ -8,10 +8,13 @@ def add_arguments(parser) -> None:
     parser.add_argument("--labels", required=True, help="labels.parquet whose held-out ratings the report scores")
     parser.add_argument("--out", required=True, help="HTML file to write")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing report")
+    parser.add_argument("--pool", action="append", default=[], metavar="RUN",
+                        help="run directory with several images per prompt for best-of-n curves (repeatable;"
+                             " shapes world), e.g. a best-of-n run's candidates/")
 
 
 def run(args) -> None:
     from align.reports.reward_report import write_report
 
-    out = write_report(args.reward_model, args.labels, args.out, args.overwrite)
+    out = write_report(args.reward_model, args.labels, args.out, args.overwrite, args.pool)
     print(f"wrote {out}")

@@ -19,6 +19,7 @@ class DemoConfig:
     seen_images_per_prompt: int = 2  # every model on the training prompts, with fresh seeds (the seen split)
     seen_seed: int = 200_000
     seen_prompt_count: int = 0  # 0: every training prompt; n: a fixed sample of n of them
+    best_of: int = 4  # the best-of-n model: n candidates per image from the baseline, picked by the round-1 reward
     raters: int = 3
     noise: float = 0.1
     train_overlap: int = 2
@@ -34,6 +35,8 @@ class DemoConfig:
         if min(counts) < 1:
             raise BadInput("train_images_per_prompt, heldout_images_per_prompt, round2_images_per_prompt and"
                            " seen_images_per_prompt must be at least 1")
+        if self.best_of < 2:
+            raise BadInput(f"best_of must be at least 2 (best-of-1 is the baseline), got {self.best_of}")
         if self.seen_prompt_count < 0:
             raise BadInput(f"seen_prompt_count must be 0 (every training prompt) or more, got {self.seen_prompt_count}")
         if not 1 <= self.train_overlap <= self.raters or not 1 <= self.heldout_overlap <= self.raters:

@@ -15,12 +15,12 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
-from align.demo.summary import HELDOUT_RUNS
+from align.demo.summary import BEST_OF_RUNS, HELDOUT_RUNS
 from align.reports.plots import hacking_figure, image_uri, png_uri, sample_efficiency_figure
-from align.reports.reward_report import PAGE, heldout_ratings, sections, write_page
+from align.reports.reward_report import PAGE, add_best_of_curves, heldout_ratings, sections, write_page
 from align.rundir import read_samples
 
-MODELS = {"baseline": "Baseline", "rwr": "RWR", "ddpo": "DDPO"}
+MODELS = {"baseline": "Baseline", "rwr": "RWR", "ddpo": "DDPO", "best_of": "Best-of-n"}
 METHODS = {"ddpo": "DDPO", "rwr": "RWR"}
 CATEGORIES = ("count", "color", "background", "combination", "overall")
 SPLITS = {"unseen": "unseen (held-out) prompts", "seen": "seen (training) prompts, fresh seeds"}
@@ -75,6 +75,11 @@ def _headline(summary: dict) -> str:
                          f" on seen prompts, {_change(closed['seen'])}.")
     verdict = ("<b class='ok'>met</b>" if target["met"] else
                f"<b class='bad'>missed</b>: the interval's lower end, {_pct(target['low'])}, does not clear it")
+    n, best = summary["config"]["best_of"], models["best_of"]["splits"]
+    sentences.append(f"Best-of-{n} sampling from the baseline, picked by the round-1 reward with no fine-tuning, reaches"
+                     f" {_interval(best['unseen']['alignment']['overall'])} on unseen prompts,"
+                     f" {_change(summary['gap_closed']['best_of']['unseen'])}, and {_interval(best['seen']['alignment']['overall'])}"
+                     f" on seen prompts, {_change(summary['gap_closed']['best_of']['seen'])}: the cheap baseline fine-tuning must beat.")
     sentences.append(f"The target, DDPO closing {_pct(target['target'])} of the unseen gap, is {verdict}.")
     sentences.append(_tracking_sentence(summary["targets"]["round2_tracking"]))
     return ("<h1>Human feedback on the shapes world</h1><p class='lead'>The demo rates a tiny text-to-image"
@@ -134,7 +139,7 @@ def _summary_table(summary: dict) -> str:
         tables.append(f"<h3>{what.capitalize()}</h3><table><tr><th>model</th><th>images</th>{header}<th>parseable</th>"
                       f"<th>mean reward</th><th>CLIP score</th><th>fidelity (Fréchet)</th></tr>{''.join(rows)}</table>")
     return (
-        "<h2>Baseline, RWR and DDPO on seen and unseen prompts</h2><p>The three models drew images for the same"
+        "<h2>Baseline, RWR, DDPO and best-of-n on seen and unseen prompts</h2><p>The four models drew images for the same"
         " prompts with the same seeds: <i>seen</i> are the training prompts with fresh seeds, never used in"
         " fine-tuning or rating; <i>unseen</i> are the held-out prompts, whose attribute pairs no model or reward"
         " saw. <i>Oracle alignment</i> is the share of images a program that parses the scene judges to show"
@@ -152,11 +157,13 @@ def _reward_model(demo_dir: Path) -> str:
     """The reward model report's body, its headings one level down so it nests under this page."""
     model_dir, labels = demo_dir / "reward-r1", demo_dir / "round1/labels.parquet"
     ratings, context = heldout_ratings(model_dir, labels)
+    add_best_of_curves(context, [demo_dir / f"{run}/candidates" for run in BEST_OF_RUNS])
     body = "\n".join(sections(ratings, context, model_dir, labels))
     body = body.replace("<h2>", "<h3>").replace("</h2>", "</h3>").replace("<h1>", "<h2>").replace("</h1>", "</h2>")
     intro = ("<p>The reward model every fine-tuning run optimised, trained on the round-1 ratings, scored here on"
              " the held-out ratings of round 1 exactly as <code>t2i-align report</code> does.</p>"
-             + _source("reward-r1/", "round1/labels.parquet", "round1/heldout/images"))
+             + _source("reward-r1/", "round1/labels.parquet", "round1/heldout/images",
+                       *(f"{run}/candidates (best-of-n pools)" for run in BEST_OF_RUNS)))
     return body.replace("</h2>", "</h2>" + intro, 1)
 
 
@@ -171,7 +178,7 @@ def _before_after(demo_dir: Path, summary: dict) -> str:
     runs = [HELDOUT_RUNS[name] for name in MODELS]
     return (
         f"<h2>Before and after: the same prompt and seed</h2><p>{len(shown)} held-out prompts, taken from each"
-        " category in turn in prompt-set order (not chosen by outcome), each drawn by the three models from the"
+        " category in turn in prompt-set order (not chosen by outcome), each drawn by the four models from the"
         " same starting noise (the prompt's first seed). Under each image, the oracle's verdict:"
         " ✓ shows everything the prompt states, ✗ does not.</p><table><tr><th>prompt</th>"
         + "".join(f"<th>{label}</th>" for label in MODELS.values()) + "</tr>" + "".join(rows) + "</table>"

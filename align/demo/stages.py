@@ -10,8 +10,9 @@ overwritten. Fine-tuning runs in a child process so that accelerate owns that pr
     OUT/reward-r1, OUT/reward-r2 reward models of round 1 and of rounds 1 + 2
     OUT/ddpo, OUT/rwr            fine-tuning runs (LoRA in final/)
     OUT/eval/{ddpo,rwr}-heldout  the fine-tuned models on the held-out prompts, same seeds as the baseline
+    OUT/eval/best_of-*           best-of-n sampling from the baseline with the round-1 reward (candidates/ kept)
     OUT/eval/*-seen              every model on the training prompts with fresh seeds (the seen split)
-    OUT/compare.json             `t2i-align compare` of the three models on both splits, with intervals
+    OUT/compare.json             `t2i-align compare` of the four models on both splits, with intervals
     OUT/round2/train             the DDPO model's images of the training prompts, rated
     OUT/summary.json, OUT/report.html
 """
@@ -31,7 +32,8 @@ from align.errors import BadInput
 
 # Each model's runs, seen split first; the baseline's unseen run is round 1's held-out run.
 COMPARED = (("baseline", "eval/baseline-seen"), ("baseline", "round1/heldout"), ("ddpo", "eval/ddpo-seen"),
-            ("ddpo", "eval/ddpo-heldout"), ("rwr", "eval/rwr-seen"), ("rwr", "eval/rwr-heldout"))
+            ("ddpo", "eval/ddpo-heldout"), ("rwr", "eval/rwr-seen"), ("rwr", "eval/rwr-heldout"),
+            ("best_of", "eval/best_of-seen"), ("best_of", "eval/best_of-heldout"))
 STAGES = ("baseline images", "round-1 ratings", "round-1 reward", "baseline evaluation", "DDPO", "RWR",
           "fine-tuned evaluation", "round 2", "summary and report")
 
@@ -89,13 +91,15 @@ class Demo:
     def finetuned_evaluation(self) -> bool:
         """Every model on both splits with the same seeds, then compared image for image."""
         c, worked = self.config, False
-        for model, lora in (("baseline", None), ("ddpo", self.out / "ddpo/final"), ("rwr", self.out / "rwr/final")):
+        best_of = [f"best_of={c.best_of}", f"reward.path={self.out / 'reward-r1'}"]
+        for model, extra in (("baseline", []), ("ddpo", [f"lora={self.out / 'ddpo/final'}"]),
+                             ("rwr", [f"lora={self.out / 'rwr/final'}"]), ("best_of", best_of)):
             run = self.out / f"eval/{model}-seen"
-            worked |= self._generate(run, self._seen_prompts(), c.seen_images_per_prompt, c.seen_seed, lora=lora)
+            worked |= self._generate(run, self._seen_prompts(), c.seen_images_per_prompt, c.seen_seed, extra)
             worked |= self._evaluate(run)
-            if lora:
+            if extra:
                 run = self.out / f"eval/{model}-heldout"
-                worked |= self._generate(run, "heldout", c.heldout_images_per_prompt, c.heldout_seed, lora=lora)
+                worked |= self._generate(run, "heldout", c.heldout_images_per_prompt, c.heldout_seed, extra)
                 worked |= self._evaluate(run)
         return self._compare() or worked
 
@@ -103,7 +107,7 @@ class Demo:
         """As in iterative RLHF: rate the DDPO model's images, retrain the reward on both rounds."""
         c = self.config
         run = self.out / "round2/train"
-        worked = self._generate(run, "train", c.round2_images_per_prompt, c.round2_seed, lora=self.out / "ddpo/final")
+        worked = self._generate(run, "train", c.round2_images_per_prompt, c.round2_seed, [f"lora={self.out / 'ddpo/final'}"])
         worked |= self._rate(run, c.train_overlap, seed=2)
         labels = self.out / "round2/labels.parquet"
         worked |= self._export(labels, [self.out / "round1/train", self.out / "round1/heldout", run])
@@ -129,11 +133,11 @@ class Demo:
         if code:
             raise BadInput(f"the demo stopped: `t2i-align {argv[0]}` failed (exit {code}); fix the cause above and rerun the demo to continue")
 
-    def _generate(self, run: Path, prompts: str, per_prompt: int, seed: int, lora: Path | None = None) -> bool:
+    def _generate(self, run: Path, prompts: str, per_prompt: int, seed: int, extra: list[str] = ()) -> bool:
         if _generated(run):
             return False
         self._command("generate", "--out", str(run), "--resume", f"model={self.config.model}", f"prompts={prompts}",
-                      f"images_per_prompt={per_prompt}", f"seed={seed}", *([f"lora={lora}"] if lora else []), *self.config.generate)
+                      f"images_per_prompt={per_prompt}", f"seed={seed}", *extra, *self.config.generate)
         return True
 
     def _rate(self, run: Path, overlap: int, seed: int) -> bool:

@@ -1,6 +1,6 @@
 """OUT/summary.json of a demo run: every headline number, each with the file it comes from.
 
-Baseline, RWR and DDPO are compared on both splits (seen: training prompts with fresh seeds;
+Baseline, RWR, DDPO and best-of-n sampling are compared on both splits (seen: training prompts with fresh seeds;
 unseen: held-out prompts), each on the same prompts and seeds, by `t2i-align compare`
 (OUT/compare.json): alignment, CLIP score, mean round-1 reward, fidelity, and the paired gap
 closed, each with its 95% interval. A target is met only when its interval's lower end clears it.
@@ -26,8 +26,10 @@ from labeling_app.agreement import krippendorff_alpha_nominal, pairwise_agreemen
 from reward_models.metrics import roc_auc
 from reward_models.reward_model import RewardModel
 
-HELDOUT_RUNS = {"baseline": "round1/heldout", "rwr": "eval/rwr-heldout", "ddpo": "eval/ddpo-heldout"}
-LORAS = {"baseline": None, "rwr": "rwr/final", "ddpo": "ddpo/final"}
+HELDOUT_RUNS = {"baseline": "round1/heldout", "rwr": "eval/rwr-heldout", "ddpo": "eval/ddpo-heldout",
+                "best_of": "eval/best_of-heldout"}
+LORAS = {"baseline": None, "rwr": "rwr/final", "ddpo": "ddpo/final", "best_of": None}
+BEST_OF_RUNS = ("eval/best_of-seen", "eval/best_of-heldout")  # their candidates/ are the best-of-n curves' pools
 GAP_TARGET = 0.30  # of the unseen split's gap, by DDPO
 
 
@@ -38,7 +40,7 @@ def write_summary(out: Path, config: DemoConfig, timings: dict) -> dict:
     models = {name: {"runs": [str(Path(r).relative_to(out.resolve())) for r in comparison["runs"][name]], "lora": LORAS[name],
                      **comparison["models"][name]} for name in LORAS}
     gap_closed = {m: {split: versus["by_category"]["overall"]["gap_closed"]
-                      for split, versus in models[m]["versus_baseline"].items()} for m in ("rwr", "ddpo")}
+                      for split, versus in models[m]["versus_baseline"].items()} for m in ("rwr", "ddpo", "best_of")}
     ddpo_unseen = gap_closed["ddpo"]["unseen"]
     tracking = {"round1_on_baseline": runs["baseline"].tracking(rewards["reward-r1"]),
                 "round1_on_ddpo": runs["ddpo"].tracking(rewards["reward-r1"]),

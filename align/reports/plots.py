@@ -58,6 +58,19 @@ def scatter_figure(clip: np.ndarray, reward: np.ndarray, thumbs_up_share: np.nda
     return data_uri(figure)
 
 
+def best_of_figure(curves: dict[str, dict[str, list[float]]]) -> str:
+    """One panel per split: aligned share of the best of n images, per scorer, against n."""
+    figure, axes = plt.subplots(1, len(curves), figsize=(5.2 * len(curves), 4.2), squeeze=False)
+    styles = {"learned reward": ("#1f77b4", "-"), "CLIP score": ("#ff7f0e", "-"), "oracle (ceiling)": ("#888", "--")}
+    for ax, (split, by_scorer) in zip(axes[0], curves.items()):
+        for scorer, (color, line) in styles.items():
+            values = 100 * np.asarray(by_scorer[scorer])
+            ax.plot(range(1, len(values) + 1), values, line, color=color, marker="o", lw=2, label=scorer)
+        ax.set(xlabel="n (images drawn, the best one kept)", ylabel="aligned images (%)", title=split, ylim=(0, 100))
+        ax.legend(loc="lower right", fontsize=8)
+    return data_uri(figure)
+
+
 def category_figure(accuracies: dict[str, dict[str, float]], title: str) -> str:
     """Grouped bars: accuracy per prompt category for each scorer."""
     categories = sorted({c for by_category in accuracies.values() for c in by_category})

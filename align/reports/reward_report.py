@@ -21,13 +21,15 @@ import pandas as pd
 import yaml
 
 from align.errors import BadInput
-from align.reports.plots import category_figure, image_uri, roc_figure, scatter_figure
+from align.reports.best_of_curves import curves, pools_table, scored_pools
+from align.reports.plots import best_of_figure, category_figure, image_uri, roc_figure, scatter_figure
 from reward_models.backbones import ClipBackbone
 from reward_models.embedding_cache import EmbeddingCache
 from reward_models.labels import read_labels
-from reward_models.metrics import platt_probabilities, score_metrics
+from reward_models.labels import ATTRIBUTES
+from reward_models.metrics import platt_probabilities, roc_auc, score_metrics
 from reward_models.model_dir import SPLITS, TRAINING_CONFIG, WITHOUT_AUX
-from reward_models.reward_model import RewardModel
+from reward_models.reward_model import RewardModel, probabilities
 
 DISAGREEMENTS = 12
 
@@ -56,40 +58,74 @@ def heldout_ratings(model_dir: Path, labels_path: Path) -> tuple[pd.DataFrame, d
     scorers = {"reward": model}
     if (model_dir / WITHOUT_AUX).is_dir():
         scorers["reward without aux"] = RewardModel.from_pretrained(model_dir / WITHOUT_AUX)
-    base = model.backbone if not model.backbone.trainable else ClipBackbone(
-        type(model.backbone.config)(**{**model.backbone.config.__dict__, "unfreeze_last_blocks": 0}))
-    cache = EmbeddingCache(base)
+    cache = embedding_cache(model)
     parts = []
     for run_dir, part in heldout.groupby("run_dir", sort=False):
         images = cache.image_embeddings(run_dir, list(part["image_path"]))
         texts = cache.text_embeddings(run_dir, list(part["prompt"]))
-        part = part.assign(clip_score=(100 * (images * texts).sum(-1).clamp(min=0)).numpy())
+        pooled = images[:, 0] if images.ndim == 3 else images
+        part = part.assign(clip_score=(100 * (pooled * texts).sum(-1).clamp(min=0)).numpy())
         for name, scorer in scorers.items():
             part[name] = _rewards(scorer, part, images, texts)
+        for name, probability in _attribute_probabilities(model, part, images, texts).items():
+            part[f"p_{name}"] = probability
         parts.append(part)
-    return pd.concat(parts), {"training_config": training_config, "splits": splits, "metrics": model.metrics}
+    context = {"training_config": training_config, "splits": splits, "metrics": model.metrics, "model": model, "cache": cache}
+    return pd.concat(parts), context
+
+
+def embedding_cache(model: RewardModel) -> EmbeddingCache:
+    """The frozen backbone's cache, with patch tokens if the head reads them."""
+    base = model.backbone if not model.backbone.trainable else ClipBackbone(
+        type(model.backbone.config)(**{**model.backbone.config.__dict__, "unfreeze_last_blocks": 0}))
+    return EmbeddingCache(base, patches=model.uses_patches)
+
+
+def _pictures(part: pd.DataFrame) -> list:
+    from PIL import Image
+
+    return [Image.open(p).convert("RGB") for p in part["image_path"]]
 
 
 def _rewards(model: RewardModel, part: pd.DataFrame, images, texts) -> np.ndarray:
     import torch
-    from PIL import Image
 
     with torch.no_grad():
         if not model.backbone.trainable:
             return model.rewards_from_embeddings(images, texts).cpu().numpy()
-        pictures = [Image.open(p).convert("RGB") for p in part["image_path"]]
-        return model(pictures, list(part["prompt"])).cpu().numpy()
+        return model(_pictures(part), list(part["prompt"])).cpu().numpy()
 
 
-def write_report(model_dir: str | Path, labels_path: str | Path, out: str | Path, overwrite: bool = False) -> Path:
-    model_dir, labels_path, out = Path(model_dir), Path(labels_path), Path(out)
+def _attribute_probabilities(model: RewardModel, part: pd.DataFrame, images, texts) -> dict[str, np.ndarray]:
+    import torch
+
+    with torch.no_grad():
+        if model.backbone.trainable:
+            found = model.attribute_probabilities(_pictures(part), list(part["prompt"]))
+        else:
+            found = probabilities(model.head(images.to(model.device), texts.to(model.device)))
+    return {name: p.cpu().numpy() for name, p in found.items()}
+
+
+def write_report(model_dir: str | Path, labels_path: str | Path, out: str | Path, overwrite: bool = False,
+                 pools: list[str | Path] = ()) -> Path:
+    """With pools (run directories of several images per prompt), best-of-n curves on their prompts too."""
+    model_dir, labels_path, out, pools = Path(model_dir), Path(labels_path), Path(out), [Path(p) for p in pools]
     if out.exists() and not overwrite:
         raise BadInput(f"{out} already exists; pass --overwrite to replace it")
     if not (model_dir / SPLITS).is_file() or not (model_dir / TRAINING_CONFIG).is_file():
         raise BadInput(f"{model_dir} is not a reward model directory written by `t2i-align train-reward`")
     ratings, context = heldout_ratings(model_dir, labels_path)
+    if pools:
+        add_best_of_curves(context, pools)
     body = "\n".join(sections(ratings, context, model_dir, labels_path))
     return write_page(out, PAGE.format(title="Learned reward vs CLIP score", body=body))
+
+
+def add_best_of_curves(context: dict, pools: list[Path]) -> None:
+    if context["training_config"]["world"] != "shapes":
+        raise BadInput("best-of-n pools are judged by the shapes world's oracle; this reward model's world is not shapes")
+    context["best_of"] = curves(scored_pools(pools, context["model"], context["cache"]))
 
 
 def write_page(out: Path, page: str) -> Path:
@@ -111,7 +147,8 @@ def _scorer_metrics(frame: pd.DataFrame, truth: str, scorers: list[str], context
             probabilities, cut = platt_probabilities(scores, platt), threshold
         else:
             probabilities, cut = 1 / (1 + np.exp(-scores)), 0.0
-        result[name] = score_metrics(scores, probabilities, frame[truth].to_numpy(), cut, frame["category"].to_numpy())
+        result[name] = score_metrics(scores, probabilities, frame[truth].to_numpy(), cut, frame["category"].to_numpy(),
+                                     frame["prompt"].to_numpy())
     return result
 
 
@@ -122,7 +159,7 @@ def sections(ratings: pd.DataFrame, context: dict, model_dir: Path, labels_path:
     samples = ratings.groupby("image_path", sort=False).agg(
         prompt=("prompt", "first"), category=("category", "first"), ups=("label", "sum"), n=("label", "size"),
         **{s: (s, "first") for s in scorers},
-        **({"oracle_label": ("oracle_label", "first")} if "oracle_label" in ratings else {}),
+        **{c: (c, "first") for c in ratings.columns if c.startswith(("oracle_", "p_"))},
     ).reset_index()
     samples["thumbs_up_share"] = samples["ups"] / samples["n"]
     truths = {"raters' labels (one point per rating)": (ratings, "label")}
@@ -145,6 +182,8 @@ def sections(ratings: pd.DataFrame, context: dict, model_dir: Path, labels_path:
         + "".join(f"<img alt='accuracy per category against the {html.escape(title)}' src='"
                   f"{category_figure({s: m['accuracy_by_category'] for s, m in by_scorer.items()}, 'against the ' + title.split(' (')[0])}'>"
                   for title, by_scorer in measured.items()),
+        _attribute_section(samples),
+        _best_of_section(context),
         _disagreements(samples),
         _aux_section(measured, context),
         _data_section(ratings, samples, context),
@@ -198,9 +237,38 @@ def _metrics_table(measured: dict) -> str:
     for title, by_scorer in measured.items():
         for scorer, m in by_scorer.items():
             rows.append(f"<tr><td>{html.escape(title.split(' (')[0])}</td><td>{scorer}</td><td>{m['n']}</td>"
-                        f"<td>{_fmt(m['roc_auc'])}</td><td>{_fmt(m['accuracy'])}</td><td>{_fmt(m['calibration_error'])}</td></tr>")
-    return ("<table><tr><th>truth</th><th>scorer</th><th>n</th><th>ROC-AUC</th><th>accuracy</th>"
-            "<th>calibration error</th></tr>" + "".join(rows) + "</table>")
+                        f"<td>{_fmt(m['roc_auc'])}</td><td>{_fmt(m['within_prompt_roc_auc'])}</td><td>{_fmt(m['accuracy'])}</td>"
+                        f"<td>{_fmt(m['calibration_error'])}</td></tr>")
+    return ("<table><tr><th>truth</th><th>scorer</th><th>n</th><th>ROC-AUC</th><th>within-prompt ROC-AUC</th>"
+            "<th>accuracy</th><th>calibration error</th></tr>" + "".join(rows) + "</table>")
+
+
+def _attribute_section(samples: pd.DataFrame) -> str:
+    """The attribute heads' verdicts (probability > 0.5 that it is right) against the oracle's, per attribute."""
+    if "p_count" not in samples or "oracle_count" not in samples:
+        return ""
+    rows = []
+    for attribute in ATTRIBUTES:
+        known = samples[f"oracle_{attribute}"].notna()
+        truth = samples.loc[known, f"oracle_{attribute}"].to_numpy().astype(int)
+        probability = samples.loc[known, f"p_{attribute}"].to_numpy()
+        accuracy = float(((probability > 0.5) == truth).mean()) if known.any() else None
+        rows.append(f"<tr><td>{attribute}</td><td>{int(known.sum())}</td><td>{_fmt(1 - truth.mean() if known.any() else None)}</td>"
+                    f"<td>{_fmt(accuracy)}</td><td>{_fmt(roc_auc(probability, truth))}</td></tr>")
+    return ("<h2>Per attribute, against the oracle</h2><p>The head's attribute outputs, learned from the raters'"
+            " reason tags, against the oracle's verdict on each attribute a held-out prompt states (malformed: the"
+            " image parses).</p><table><tr><th>attribute</th><th>images</th><th>oracle: wrong</th><th>accuracy</th>"
+            "<th>ROC-AUC</th></tr>" + "".join(rows) + "</table>")
+
+
+def _best_of_section(context: dict) -> str:
+    if "best_of" not in context:
+        return ("<h2>Best-of-n</h2><p>No pools given: pass <code>--pool RUN</code> (a run with several images per"
+                " prompt, such as a best-of-n run's <code>candidates/</code>) for best-of-n curves.</p>")
+    return ("<h2>Best-of-n: picking the best of n images</h2><p>Share of aligned images (oracle) when the learned"
+            " reward or CLIP score keeps the best of n images of a prompt, every n-subset of each prompt's pool counted"
+            " once; the oracle's ceiling is the share of subsets holding any aligned image. n = 1 is a random image.</p>"
+            f"<img alt='best-of-n curves' src='{best_of_figure(context['best_of'])}'>" + pools_table(context["best_of"]))
 
 
 def _disagreements(samples: pd.DataFrame) -> str:
