@@ -99,7 +99,7 @@ def test_generating_with_the_lora_prints_no_library_noise(full_run, tmp_path):
 
 def test_grouped_sampling_draws_each_prompt_group_size_times(tmp_path):
     """Two groups of two an epoch: each epoch's 4 samples show 2 prompts, each twice; flat groups are counted."""
-    from align.finetune.ddpo import prompt_of
+    from align.finetune.draws import prompt_of
 
     prompts = [f"prompt {i}" for i in range(50)]
     epoch = [prompt_of(prompts, 0, 3, i, 2) for i in range(4)]

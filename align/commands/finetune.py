@@ -52,6 +52,8 @@ def run(args) -> None:
         from align.finetune.ddpo_trl import train
     elif config.method == "ddpo":
         from align.finetune.ddpo import train
+    elif config.method == "reward_backprop":
+        from align.finetune.reward_backprop import train
     else:
         from align.finetune.rwr import train
     began = time.perf_counter()

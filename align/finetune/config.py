@@ -1,4 +1,4 @@
-"""The `finetune` config: one dataclass tree for both methods, with its invariants checked.
+"""The `finetune` config: one dataclass tree for every method, with its invariants checked.
 
 Batch sizes are per process, as in TRL's DDPOConfig and ddpo-pytorch: an epoch samples
 `sampling.batch_size x processes x sampling.batches_per_epoch` trajectories, and one optimizer
@@ -68,6 +68,17 @@ class RwrSettings:
 
 
 @dataclass
+class BackpropSettings:
+    """Reward backpropagation: gradients through the last K sampling steps, K drawn per batch from
+    [min_steps, max_steps] (AlignProp's randomised truncation; min = max = K is DRaFT-K)."""
+
+    min_steps: int = 1
+    max_steps: int = 20
+    pretrain_beta: float = 0.0  # weight of the denoising loss on clean renders (clean_data.py) against drift
+    gradient_checkpointing: bool = False  # recompute UNet activations in the backward pass: memory for time (GPUs)
+
+
+@dataclass
 class EvalSettings:
     prompts: str = "heldout"  # the unseen split
     images_per_prompt: int = 1  # both splits
@@ -89,7 +100,7 @@ class EvalSettings:
 
 @dataclass
 class FinetuneConfig:
-    method: Literal["rwr", "ddpo"] = "ddpo"
+    method: Literal["rwr", "ddpo", "reward_backprop"] = "ddpo"
     backend: Literal["t2i-align", "trl"] = "t2i-align"  # trl: DDPO through TRL 0.23's DDPOTrainer (align/finetune/ddpo_trl.py)
     model: str = "shapes-tiny-sd"
     prompts: str = "train"
@@ -104,6 +115,7 @@ class FinetuneConfig:
     sampling: SamplingSettings = field(default_factory=SamplingSettings)
     train: TrainSettings = field(default_factory=TrainSettings)
     rwr: RwrSettings = field(default_factory=RwrSettings)
+    backprop: BackpropSettings = field(default_factory=BackpropSettings)
     eval: EvalSettings = field(default_factory=EvalSettings)
 
     def check(self, processes: int = 1) -> None:
@@ -137,10 +149,21 @@ class FinetuneConfig:
                     f"{s.batches_per_epoch} batches) must be divisible by train.batch_size {t.batch_size} x "
                     f"train.accumulation {t.accumulation} x {processes} processes = {per_step}"
                 )
+        if self.method == "reward_backprop":
+            self._check_backprop()
         if self.backend == "trl":
             self._check_trl()
         if self.method == "rwr" and self.rwr.source == "labels" and not self.rwr.labels:
             raise BadInput("rwr.source: labels needs rwr.labels, a labels.parquet from `t2i-align export`")
+
+    def _check_backprop(self) -> None:
+        b = self.backprop
+        if not 1 <= b.min_steps <= b.max_steps <= self.sampling.steps:
+            raise BadInput(f"backprop.min_steps and backprop.max_steps must satisfy 1 <= min <= max <= sampling.steps"
+                           f" ({self.sampling.steps}), got {b.min_steps} and {b.max_steps}")
+        if self.reward.kind != "learned":
+            raise BadInput(f"reward backpropagation needs a differentiable reward, and reward.kind: {self.reward.kind} is not"
+                           " one (the oracle parses pixels, CLIP score here goes through PIL); use reward.kind: learned")
 
     def _check_trl(self) -> None:
         from importlib.metadata import PackageNotFoundError, version

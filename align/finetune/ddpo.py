@@ -7,14 +7,13 @@
    trajectory's steps, minimise the PPO clipped objective, optionally plus a KL penalty towards
    the starting model (DPOK, Fan et al. 2023).
 
-Every random draw is keyed by (seed, epoch, global sample index), never by process, and all
+Every random draw is keyed by (seed, epoch, global sample index) (draws.py), and all
 samples are gathered before training: N processes then take the same optimizer steps as one
 process with N times the batch, and a resumed run repeats an uninterrupted one.
 """
 
 from __future__ import annotations
 
-import random
 import time
 from pathlib import Path
 
@@ -25,6 +24,7 @@ from tqdm import tqdm
 from align.finetune import checkpoints
 from align.finetune.config import FinetuneConfig
 from align.finetune.ddim_logprob import ddim_step_with_logprob, decode, guided_eps, sample_with_logprob
+from align.finetune.draws import draw_seed, prompt_of
 from align.finetune.monitor import Monitor, end_epoch, evaluate_and_record
 from align.finetune.run_setup import (
     Counters,
@@ -39,17 +39,6 @@ from align.finetune.run_setup import (
 )
 from align.finetune.stat_tracking import PerPromptStatTracker, group_advantages
 from align.generation.prompts import load_prompts
-
-
-def draw_seed(seed: int, epoch: int, index: int) -> int:
-    return (seed * 100_003 + epoch) * 10_000_019 + index
-
-
-def prompt_of(prompts: list[str], seed: int, epoch: int, index: int, group_size: int) -> str:
-    """The prompt of sample `index` of an epoch: its own draw, or its group's (k consecutive samples)."""
-    if group_size:
-        return random.Random(draw_seed(seed, epoch, 10**8 + index // group_size)).choice(prompts)
-    return random.Random(draw_seed(seed, epoch, index)).choice(prompts)
 
 
 def train(config: FinetuneConfig, out: Path, reward_fn, resume_from: Path | None) -> dict:

@@ -1,6 +1,8 @@
 """Reward functions with ddpo-pytorch's contract: `reward_fn(images, prompts, metadata) -> rewards`.
 
-images: float tensor N x 3 x H x W in [0, 1]; rewards: 1-D float tensor on the CPU.
+images: float tensor N x 3 x H x W in [0, 1]; rewards: 1-D float tensor on the CPU. The learned
+reward also has `reward_fn.differentiable(images, prompts)`: rewards on the images' device
+with gradients to the pixels, for reward backpropagation.
 
     learned  a reward_models RewardModel directory (the default: what the raters taught)
     oracle   the shapes world's oracle verdict, 1 aligned / 0 not: an upper bound for experiments
@@ -65,6 +67,7 @@ def learned_reward(path: str, device: torch.device) -> RewardFn:
     def reward_fn(images, prompts, metadata):
         return model(images.float(), list(prompts)).float().cpu()
 
+    reward_fn.differentiable = lambda images, prompts: model(images.float(), list(prompts), differentiable=True)
     return reward_fn
 
 

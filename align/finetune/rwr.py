@@ -23,12 +23,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
-import torch.nn.functional as F
 from PIL import Image
 from tqdm import tqdm
 
 from align.errors import BadInput
 from align.finetune import checkpoints
+from align.finetune.clean_data import clean_batch, denoising_loss, encode, training_scheduler
 from align.finetune.config import FinetuneConfig
 from align.finetune.monitor import Monitor, end_epoch, evaluate_and_record
 from align.finetune.run_setup import (
@@ -43,8 +43,7 @@ from align.finetune.run_setup import (
     start,
 )
 from align.generation.prompts import load_prompts
-from align.shapes.prompts import parse_prompt, scene_for
-from align.shapes.world import render
+from align.shapes.prompts import parse_prompt
 
 DATASET = "rwr_dataset.pt"
 
@@ -65,7 +64,7 @@ def train(config: FinetuneConfig, out: Path, reward_fn, resume_from: Path | None
     accelerator.wait_for_everyone()
     data = torch.load(out / DATASET)
     embed = PromptEmbeddings(pipeline)
-    noise_scheduler = _training_scheduler(pipeline)
+    noise_scheduler = training_scheduler(pipeline)
     train_prompts = [p for p in load_prompts(config.prompts) if parse_prompt(p.text)]
     P, rank = accelerator.num_processes, accelerator.process_index
     n, global_batch = len(data["prompts"]), tr.batch_size * P
@@ -89,12 +88,12 @@ def train(config: FinetuneConfig, out: Path, reward_fn, resume_from: Path | None
             prompts = [data["prompts"][i] for i in rows.tolist()]
             with accelerator.accumulate(unet):
                 with accelerator.autocast():
-                    weighted = _denoising_loss(unet, noise_scheduler, latents, embed(prompts), g)
+                    weighted = denoising_loss(unet, noise_scheduler, latents, embed(prompts), g)
                     pretrain = torch.zeros(1, device=accelerator.device)
                     if rwr.pretrain_beta > 0:  # clean data exists in the shapes world only
-                        clean, captions = _clean_batch(pipeline, train_prompts, rwr.pretrain_batch_size,
+                        clean, captions = clean_batch(pipeline, train_prompts, rwr.pretrain_batch_size,
                                                        random.Random(f"{config.seed}-{epoch}-{step}-{rank}"))
-                        pretrain = _denoising_loss(unet, noise_scheduler, clean, embed(captions), g)
+                        pretrain = denoising_loss(unet, noise_scheduler, clean, embed(captions), g)
                 weighted_loss = (weights * weighted).mean()
                 loss = weighted_loss + rwr.pretrain_beta * pretrain.mean()
                 accelerator.backward(loss)
@@ -118,43 +117,13 @@ def train(config: FinetuneConfig, out: Path, reward_fn, resume_from: Path | None
             "rank_checksums": checksums}
 
 
-def _training_scheduler(pipeline):
-    from diffusers import DDPMScheduler
-
-    return DDPMScheduler.from_config(pipeline.scheduler.config)
-
-
-def _denoising_loss(unet, noise_scheduler, latents, embeds, generator) -> torch.Tensor:
-    """Per-sample epsilon-prediction MSE at a random timestep."""
-    noise = torch.randn(latents.shape, generator=generator).to(latents.device, latents.dtype)
-    t = torch.randint(0, noise_scheduler.config.num_train_timesteps, (len(latents),), generator=generator).to(latents.device)
-    predicted = unet(noise_scheduler.add_noise(latents, noise, t), t, embeds).sample
-    return F.mse_loss(predicted.float(), noise.float(), reduction="none").mean(dim=(1, 2, 3))
-
-
-@torch.no_grad()
-def _encode(pipeline, images: torch.Tensor) -> torch.Tensor:
-    """Images in [0, 1] to scaled VAE latents (the distribution's mean: no sampling noise)."""
-    vae = pipeline.vae
-    pixels = (images * 2 - 1).to(pipeline.device, vae.dtype)
-    return (vae.encode(pixels).latent_dist.mean * vae.config.scaling_factor).float()
-
-
-def _clean_batch(pipeline, prompts, size: int, rng: random.Random) -> tuple[torch.Tensor, list[str]]:
-    """Fresh renders of random training prompts with their true captions, as latents."""
-    chosen = [rng.choice(prompts).text for _ in range(size)]
-    pixels = np.stack([np.asarray(render(scene_for(parse_prompt(p), rng))) for p in chosen])
-    images = torch.from_numpy(pixels).permute(0, 3, 1, 2).float() / 255
-    return _encode(pipeline, images), chosen
-
-
 def build_dataset(config: FinetuneConfig, pipeline, reward_fn, accelerator) -> dict:
     """{"latents", "weights", "prompts"}: from human labels, or from fresh samples and their reward."""
     if config.rwr.source == "labels":
         prompts, images, weights = _from_labels(Path(config.rwr.labels), config.prompts)
     else:
         prompts, images, weights = _from_samples(config, pipeline, reward_fn, accelerator)
-    latents = torch.cat([_encode(pipeline, images[i : i + 64]) for i in range(0, len(images), 64)])
+    latents = torch.cat([encode(pipeline, images[i : i + 64]) for i in range(0, len(images), 64)])
     return {"latents": latents.cpu(), "weights": weights.float(), "prompts": prompts}
 
 

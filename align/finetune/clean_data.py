@@ -1,0 +1,44 @@
+"""The pre-training term: the denoising loss on clean renders of training prompts with their true
+captions (the shapes world's stand-in for LAION), which keeps a fine-tuned model near the data.
+RWR weighs it by rwr.pretrain_beta, reward backpropagation by backprop.pretrain_beta."""
+
+from __future__ import annotations
+
+import random
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from align.shapes.prompts import parse_prompt, scene_for
+from align.shapes.world import render
+
+
+def training_scheduler(pipeline):
+    from diffusers import DDPMScheduler
+
+    return DDPMScheduler.from_config(pipeline.scheduler.config)
+
+
+def denoising_loss(unet, noise_scheduler, latents, embeds, generator) -> torch.Tensor:
+    """Per-sample epsilon-prediction MSE at a random timestep."""
+    noise = torch.randn(latents.shape, generator=generator).to(latents.device, latents.dtype)
+    t = torch.randint(0, noise_scheduler.config.num_train_timesteps, (len(latents),), generator=generator).to(latents.device)
+    predicted = unet(noise_scheduler.add_noise(latents, noise, t), t, embeds).sample
+    return F.mse_loss(predicted.float(), noise.float(), reduction="none").mean(dim=(1, 2, 3))
+
+
+@torch.no_grad()
+def encode(pipeline, images: torch.Tensor) -> torch.Tensor:
+    """Images in [0, 1] to scaled VAE latents (the distribution's mean: no sampling noise)."""
+    vae = pipeline.vae
+    pixels = (images * 2 - 1).to(pipeline.device, vae.dtype)
+    return (vae.encode(pixels).latent_dist.mean * vae.config.scaling_factor).float()
+
+
+def clean_batch(pipeline, prompts, size: int, rng: random.Random) -> tuple[torch.Tensor, list[str]]:
+    """Fresh renders of random training prompts with their true captions, as latents."""
+    chosen = [rng.choice(prompts).text for _ in range(size)]
+    pixels = np.stack([np.asarray(render(scene_for(parse_prompt(p), rng))) for p in chosen])
+    images = torch.from_numpy(pixels).permute(0, 3, 1, 2).float() / 255
+    return encode(pipeline, images), chosen

@@ -1,0 +1,145 @@
+"""Reward backpropagation (AlignProp, Prabhudesai et al. 2023; DRaFT, Clark et al. 2023).
+
+Each batch is sampled with DDIM from fixed starting noise, and the reward's gradient flows back
+through the VAE decoder and the last K sampling steps into the UNet (LoRA) weights:
+
+    loss = -log sigmoid(reward(decode(x_0), prompt)) + beta * pretraining denoising loss
+
+K is drawn per batch from [backprop.min_steps, backprop.max_steps] (AlignProp's randomised
+truncation: sometimes the early, high-noise steps that decide the layout get gradient too; min =
+max = K is DRaFT-K); steps before the last K run without gradient. -log sigmoid is bounded
+below: once the reward is sure an image is aligned, its gradient fades instead of pushing the
+logit on forever (reward hacking). The pre-training term (clean_data.py) keeps the model near
+clean scenes. The reward must be differentiable: the learned reward (rewards.py).
+
+Draws are keyed by (seed, epoch, global sample index), as in DDPO, so N processes take the same
+steps as one and a resumed run repeats an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch.utils.checkpoint import checkpoint
+from tqdm import tqdm
+
+from align.finetune import checkpoints
+from align.finetune.clean_data import clean_batch, denoising_loss, training_scheduler
+from align.finetune.config import FinetuneConfig
+from align.finetune.ddim_logprob import guided_eps
+from align.finetune.draws import draw_seed, prompt_of
+from align.finetune.monitor import Monitor, end_epoch, evaluate_and_record
+from align.finetune.run_setup import (
+    Counters,
+    PromptEmbeddings,
+    load_models,
+    make_accelerator,
+    make_optimizer,
+    rank_checksums,
+    run_logger,
+    save_final,
+    start,
+)
+from align.generation.prompts import load_prompts
+from align.shapes.prompts import parse_prompt
+
+
+def train(config: FinetuneConfig, out: Path, reward_fn, resume_from: Path | None) -> dict:
+    s, tr, bp = config.sampling, config.train, config.backprop
+    accelerator = make_accelerator(config, out, tr.accumulation)
+    log = run_logger(out, accelerator)
+    pipeline, params = load_models(config, accelerator)
+    optimizer = make_optimizer(config, params)
+    unet, optimizer = accelerator.prepare(pipeline.unet, optimizer)
+    counters = Counters()
+    start(config, out, accelerator, resume_from, [counters])
+    monitor = Monitor(config, out, pipeline, reward_fn, accelerator.device) if accelerator.is_main_process else None
+
+    embed = PromptEmbeddings(pipeline)
+    prompts = [p.text for p in load_prompts(config.prompts)]
+    clean_prompts = [p for p in load_prompts(config.prompts) if parse_prompt(p.text)]
+    noise_scheduler = training_scheduler(pipeline)
+    scheduler = pipeline.scheduler
+    scheduler.set_timesteps(s.steps, device=accelerator.device)
+    size = pipeline.unet.config.sample_size
+    latent_shape = (pipeline.unet.config.in_channels, size, size)
+    P, rank = accelerator.num_processes, accelerator.process_index
+    per_epoch = s.batch_size * P * s.batches_per_epoch
+    log.info(f"reward backpropagation on {P} process(es): {per_epoch} samples per epoch, gradient through the last"
+             f" {bp.min_steps}-{bp.max_steps} of {s.steps} steps, pre-training weight {bp.pretrain_beta}")
+
+    if counters.epoch == 0 and not counters.history:
+        evaluate_and_record(accelerator, monitor, counters, {"epoch": 0}, log, config)
+    for epoch in range(counters.epoch, config.epochs):
+        began = time.perf_counter()
+        unet.train()
+        stats = []
+        for b in tqdm(range(s.batches_per_epoch), desc=f"epoch {epoch + 1}", disable=not accelerator.is_local_main_process):
+            index = [(b * P + rank) * s.batch_size + j for j in range(s.batch_size)]
+            batch_prompts = [prompt_of(prompts, config.seed, epoch, i, s.group_size) for i in index]
+            generators = [torch.Generator().manual_seed(draw_seed(config.seed, epoch, i)) for i in index]
+            # K is the same on every process: the batch's draw is keyed by its global position only
+            k = random.Random(draw_seed(config.seed, epoch, 10**9 + b)).randint(bp.min_steps, bp.max_steps)
+            with accelerator.accumulate(unet):
+                with accelerator.autocast():
+                    images = _sample_with_grad(unet, scheduler, pipeline.vae, embed(batch_prompts), embed([""]), s,
+                                               generators, latent_shape, k, bp.gradient_checkpointing)
+                    rewards = reward_fn.differentiable(images, batch_prompts).float()
+                    loss = -F.logsigmoid(rewards).mean()
+                    pretrain = torch.zeros((), device=accelerator.device)
+                    if bp.pretrain_beta > 0:
+                        g = torch.Generator().manual_seed(draw_seed(config.seed, epoch, 2 * 10**9 + b * P + rank))
+                        clean, captions = clean_batch(pipeline, clean_prompts, s.batch_size, random.Random(g.initial_seed()))
+                        pretrain = denoising_loss(unet, noise_scheduler, clean, embed(captions), g).mean()
+                total = loss + bp.pretrain_beta * pretrain
+                accelerator.backward(total)
+                if accelerator.sync_gradients:
+                    accelerator.clip_grad_norm_(params, tr.max_grad_norm)
+                optimizer.step()
+                optimizer.zero_grad()
+            counters.optimizer_steps += int(accelerator.sync_gradients)
+            stats.append({"reward": rewards.detach().cpu(), "train/loss": total.item(), "train/reward_loss": loss.item(),
+                          "train/pretrain_loss": pretrain.item(), "train/backprop_steps": float(k)})
+        counters.queries += per_epoch
+        counters.epoch = epoch + 1
+        rewards = accelerator.gather(torch.cat([st.pop("reward") for st in stats]).to(accelerator.device)).cpu()
+        metrics = {
+            "epoch": counters.epoch,
+            "reward/mean": float(rewards.mean()),
+            "reward/std": float(rewards.std()),
+            "perf/samples_per_second": per_epoch / (time.perf_counter() - began),
+            **{key: float(accelerator.reduce(torch.tensor(np.mean([st[key] for st in stats])), "mean")) for key in stats[0]},
+        }
+        end_epoch(accelerator, monitor, counters, metrics, log, config)
+        if config.save_every and (counters.epoch % config.save_every == 0 or counters.epoch == config.epochs):
+            checkpoints.save(accelerator, out, counters.epoch, config.keep_checkpoints)
+    save_final(config, out, accelerator, pipeline)
+    checksums = rank_checksums(accelerator, params)  # before end_training, which closes the process group
+    accelerator.end_training()
+    return {"history": counters.history, "optimizer_steps": counters.optimizer_steps, "processes": P,
+            "rank_checksums": checksums}
+
+
+def _sample_with_grad(unet, scheduler, vae, embeds, negative, sampling, generators, latent_shape, k, use_checkpointing):
+    """Images in [0, 1] from DDIM, differentiable through the last k steps and the decoder."""
+    device = embeds.device
+    noise = lambda: torch.stack([torch.randn(latent_shape, generator=g) for g in generators]).to(device, embeds.dtype)
+    latents = noise() * scheduler.init_noise_sigma
+    negative = negative.expand_as(embeds)
+    steps = len(scheduler.timesteps)
+    for i, t in enumerate(scheduler.timesteps):
+        graded = i >= steps - k
+        step_noise = noise() if sampling.eta > 0 else None  # drawn on every step, so the stream is the same for any k
+        with torch.set_grad_enabled(graded):
+            if graded and use_checkpointing:
+                eps = checkpoint(guided_eps, unet, latents, t, embeds, negative, sampling.guidance, use_reentrant=False)
+            else:
+                eps = guided_eps(unet, latents, t, embeds, negative, sampling.guidance)
+            latents = scheduler.step(eps, t, latents, eta=sampling.eta, variance_noise=step_noise).prev_sample
+    images = vae.decode(latents / vae.config.scaling_factor).sample
+    return ((images.float() + 1) / 2).clamp(0, 1)

@@ -1,0 +1,60 @@
+"""Shared by the fine-tuning sweeps: run each arm with `t2i-align finetune`, draw the same seen and
+unseen prompts with every final model and the shipped one, and pair them with `t2i-align compare`.
+
+Seen: a fixed sample of 89 training prompts x 2, unseen: the 89 held-out prompts x 2, both with
+fresh seeds no rating, fine-tuning or demo run uses. A rerun reuses finished runs and images.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+SEEN_SEED, UNSEEN_SEED = 300_000, 400_000
+
+
+def cli(*argv: str) -> None:
+    print("$ t2i-align " + " ".join(argv), flush=True)
+    subprocess.run([sys.executable, "-m", "align.cli", *argv], check=True)
+
+
+def finetune(run: Path, config: str, overrides: list[str]) -> Path:
+    """The arm's final LoRA, training it (or completing it) if needed."""
+    if not (run / "metrics.json").is_file():
+        cli("finetune", "--config", str(ROOT / config), "--out", str(run),
+            *(["--resume"] if (run / "checkpoints").is_dir() else []), *overrides)
+    return run / "final"
+
+
+def compare(out: Path, models: dict[str, Path | None]) -> dict:
+    """compare.json of every model against the first, on both splits."""
+    seen = out / "seen_prompts.txt"
+    if not seen.is_file():
+        sys.path.insert(0, str(ROOT))
+        from align.generation.prompts import load_prompts
+
+        texts = sorted(random.Random(SEEN_SEED).sample([p.text for p in load_prompts("train")], 89))
+        seen.write_text("\n".join(texts) + "\n")
+    runs = []
+    for name, lora in models.items():
+        for split, prompts, seed in (("seen", str(seen), SEEN_SEED), ("unseen", "heldout", UNSEEN_SEED)):
+            images = out / "images" / f"{name}-{split}"
+            if not (images / "samples.parquet").is_file():
+                cli("generate", "--out", str(images), "--resume", f"prompts={prompts}", "images_per_prompt=2",
+                    f"seed={seed}", *([f"lora={lora}"] if lora else []))
+            runs += ["--run", f"{name}={images}"]
+    cli("compare", *runs, "--out", str(out / "compare.json"), "--overwrite")
+    return json.loads((out / "compare.json").read_text())
+
+
+def print_versus_baseline(result: dict, arms) -> None:
+    print(f"\n{'arm':<30}{'seen: difference':>28}{'seen: gap closed':>28}{'unseen: difference':>28}")
+    for arm in arms:
+        versus = result["models"][arm]["versus_baseline"]
+        cells = [versus["seen"]["by_category"]["overall"]["difference"], versus["seen"]["by_category"]["overall"]["gap_closed"],
+                 versus["unseen"]["by_category"]["overall"]["difference"]]
+        print(f"{arm:<30}" + "".join(f"{e['value']:>+10.1%} [{e['low']:+.1%}, {e['high']:+.1%}]" for e in cells))
