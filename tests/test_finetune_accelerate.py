@@ -1,4 +1,4 @@
-"""The same DDPO job on two CPU processes and on one process, at the
+"""The same DDPO (and reward backpropagation) job on two CPU processes and on one process, at the
 same global batch: the two ranks end with identical weights, and the run agrees with the
 single-process one (same samples, same rewards; LoRA weights within a stated tolerance, the
 difference being the order of floating-point sums in the gradient all-reduce)."""
@@ -15,28 +15,44 @@ import yaml
 from finetune_helpers import lora_weights, quick, summary
 
 from align.cli import default_config
+from reward_helpers import rated_labels, trained_model
 
 TOLERANCE = dict(rtol=1e-3, atol=1e-5)
 
 
-def launch(processes: int, out, tmp, per_process_batch: int):
+def launch(processes: int, out, tmp, per_process_batch: int, config: str = "shapes/ddpo.yaml", extra: tuple = ()):
     # accelerate 1.x runs `--cpu --num_processes 2` as ONE process (several CPU processes need mpirun);
     # `--multi_gpu` starts torchrun workers, and without a GPU they join a gloo group (MULTI_CPU).
     placement = ["--multi_gpu"] if processes > 1 else ["--cpu"]
     command = [sys.executable, "-m", "accelerate.commands.launch", *placement, "--num_processes", str(processes),
                "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
-               "-m", "align.cli", "finetune", "--config", default_config("shapes/ddpo.yaml"), "--out", str(out),
+               "-m", "align.cli", "finetune", "--config", default_config(config), "--out", str(out),
                *quick(tmp, "epochs=2", f"sampling.batch_size={per_process_batch}", f"train.batch_size={per_process_batch}",
-                      "sampling.batches_per_epoch=1", "eval.every=0", "eval.fidelity=false")]
+                      "sampling.batches_per_epoch=1", "eval.every=0", "eval.fidelity=false", *extra)]
     result = subprocess.run(command, capture_output=True, text=True, timeout=900,
                             env={**os.environ, "CUDA_VISIBLE_DEVICES": ""})
     assert result.returncode == 0, result.stderr[-3000:]
     return summary(out)
 
 
-def test_two_processes_match_one_at_the_same_global_batch(tmp_path):
-    one = launch(1, tmp_path / "one", tmp_path, per_process_batch=4)
-    two = launch(2, tmp_path / "two", tmp_path, per_process_batch=2)
+@pytest.fixture(scope="module")
+def reward_dir(tmp_path_factory):
+    root = tmp_path_factory.getbasetemp() / "reward-data"
+    return trained_model(root, rated_labels(root))
+
+
+def method(name: str, request) -> tuple[str, tuple]:
+    if name == "ddpo":
+        return "shapes/ddpo.yaml", ()
+    reward = request.getfixturevalue("reward_dir")
+    return "shapes/reward_backprop.yaml", ("reward.kind=learned", f"reward.path={reward}", "backprop.max_steps=3")
+
+
+@pytest.mark.parametrize("name", ["ddpo", "reward_backprop"])
+def test_two_processes_match_one_at_the_same_global_batch(tmp_path, name, request):
+    config, extra = method(name, request)
+    one = launch(1, tmp_path / "one", tmp_path, 4, config, extra)
+    two = launch(2, tmp_path / "two", tmp_path, 2, config, extra)
     assert two["processes"] == 2 and len(two["rank_checksums"]) == 2
     assert two["rank_checksums"][0] == two["rank_checksums"][1]  # DDP kept the ranks in lockstep
     assert one["optimizer_steps"] == two["optimizer_steps"]
