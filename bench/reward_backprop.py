@@ -21,9 +21,9 @@ from paired_arms import ROOT, compare, finetune, print_versus_baseline
 FAST = ["eval.every=0", "eval.fidelity=false"]
 ARMS = {
     "backprop K in 1-20, lr 1e-3": [],
-    "backprop K = 1 (DRaFT-1)": ["backprop.max_steps=1"],
-    "backprop K in 1-20, lr 3e-4": ["train.lr=3e-4"],
-    "backprop K in 1-20, pretrain 1": ["backprop.pretrain_beta=1.0"],
+    "backprop K in 1-20, lr 1e-2": ["train.lr=1e-2"],
+    "backprop K = 1 (DRaFT-1), lr 1e-2": ["backprop.max_steps=1", "train.lr=1e-2"],
+    "backprop lr 1e-2, LoRA + convs": ["train.lr=1e-2", "lora.targets=[to_q,to_k,to_v,to_out.0,conv1,conv2]"],
 }
 
 

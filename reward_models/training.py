@@ -3,8 +3,8 @@
 The head sees [image, text, image * text] embeddings (and, as an option, the image's patch
 tokens) and learns the raters' thumbs up / down (BCE or MSE, optionally class-balanced) and,
 from the reason tags of the ratings that carry them, whether each attribute is right (masked
-BCE, weighted by `train.attribute_weight`; see labels.attribute_targets). Lee et al.'s auxiliary task: for a positively rated
-sample, the true prompt must outscore perturbed prompts (wrong count, colour, background),
+BCE, weighted by `train.attribute_weight`; see labels.attribute_targets). Lee et al.'s
+auxiliary task: for a positively rated sample, the true prompt must outscore perturbed prompts (wrong count, colour, background),
 a cross-entropy over [true, perturbed...] rewards weighted by `train.aux_weight`. The
 perturbations come from the caller, since only it knows its prompt world.
 
@@ -33,12 +33,7 @@ from reward_models.embedding_cache import EmbeddingCache
 from reward_models.errors import RewardModelError
 from reward_models.head import combine
 from reward_models.labels import ATTRIBUTES, split_prompts, training_rows
-from reward_models.metrics import (
-    best_threshold,
-    fit_platt,
-    platt_probabilities,
-    score_metrics,
-)
+from reward_models.metrics import best_threshold, fit_platt, platt_probabilities, score_metrics
 from reward_models.reward_model import RewardModel, probabilities
 
 Perturb = Callable[[str], list[str]]

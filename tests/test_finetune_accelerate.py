@@ -60,10 +60,11 @@ def test_two_processes_match_one_at_the_same_global_batch(tmp_path, name, reques
     # every sample is drawn from the same seed, whichever rank draws it; batches of 2 and 4 round differently
     assert rewards(two) == pytest.approx(rewards(one), rel=1e-4)
     a, b = lora_weights(tmp_path / "one"), lora_weights(tmp_path / "two")
-    # Adam's normalised update can turn rounding in a near-zero gradient into up to one whole step
-    # (the learning rate), so a rare weight may differ by that much; nearly all must agree closely.
+    # Adam's normalised update can turn rounding in a near-zero gradient into a whole step of the
+    # opposite sign (2 x the learning rate apart) at each optimizer step, so a rare weight may differ
+    # by that much; nearly all must agree closely.
     differences = torch.cat([(a[k] - b[k]).abs().flatten() for k in a])
     close = torch.cat([torch.isclose(b[k], a[k], **TOLERANCE).flatten() for k in a])
     learning_rate = yaml.safe_load((tmp_path / "one" / "config.yaml").read_text())["train"]["lr"]
-    assert differences.max() < learning_rate, differences.max()
+    assert differences.max() <= 2 * learning_rate * one["optimizer_steps"], differences.max()
     assert close.float().mean() >= 0.99, f"{close.float().mean():.2%} of weights agree"

@@ -17,12 +17,7 @@ from test_labeling_access import serving
 from align.cli import main
 from labeling_app.http_client import RatingClient
 from reward_models.config import HeadConfig, RewardConfig, TrainConfig
-from reward_models.labels import (
-    ATTRIBUTES,
-    attribute_targets,
-    read_labels,
-    training_rows,
-)
+from reward_models.labels import ATTRIBUTES, attribute_targets, read_labels, training_rows
 from reward_models.metrics import roc_auc
 from reward_models.reward_model import RewardModel
 from reward_models.training import Features, HeadTrainer, outputs_for

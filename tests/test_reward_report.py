@@ -52,3 +52,24 @@ def test_report_renders_in_chromium_without_errors(report):
     assert errors == [] and broken == []
     assert count >= 5  # ROC, scatter, category bars and disagreement thumbnails
     assert all(url.startswith(("file:", "data:")) for url in requests)
+
+
+def test_pools_add_best_of_n_curves_and_a_single_image_pool_is_refused(report, tmp_path, capsys):
+    root = report.parents[1] / "reward-data"
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text("two red circles on a black background\nthree diamonds\n")  # a seen and an unseen prompt
+    pool = tmp_path / "pool"
+    assert main(["generate", "--out", str(pool), f"prompts={prompts}", "images_per_prompt=3", "sampling.steps=4"]) == 0
+    out = tmp_path / "report.html"
+    argv = ["report", "--reward-model", str(root / "reward"), "--labels", str(root / "labels.parquet"), "--out", str(out)]
+    assert main([*argv, "--pool", str(pool)]) == 0
+    page = out.read_text()
+    section = page[page.index("<h2>Best-of-n: picking"):]
+    for split in ("seen prompts (1 prompts, 3+ images each)", "unseen prompts (1 prompts, 3+ images each)"):
+        assert split in section
+    assert "<th>n = 3</th>" in section and "<th>n = 4</th>" not in section
+
+    single = tmp_path / "single"
+    assert main(["generate", "--out", str(single), f"prompts={prompts}", "images_per_prompt=1", "sampling.steps=4"]) == 0
+    assert main([*argv, "--overwrite", "--pool", str(single)]) == 2
+    assert "prompts with a single image; best-of-n needs several" in capsys.readouterr().err

@@ -1,4 +1,4 @@
-"""`t2i-align finetune`: RWR or DDPO fine-tuning of a Stable Diffusion pipeline against a reward.
+"""`t2i-align finetune`: RWR, DDPO or reward-backpropagation fine-tuning of a Stable Diffusion pipeline against a reward.
 
     t2i-align finetune --config configs/shapes/ddpo.yaml --out runs/ddpo reward.path=runs/reward
     accelerate launch --config_file configs/accelerate/multi_gpu.yaml -m align.cli finetune --config ... --out ...
@@ -6,7 +6,7 @@
 
 from align.cli import add_config_arguments, default_config
 
-HELP = "fine-tune a pipeline against a reward: reward-weighted likelihood (rwr) or DDPO (ddpo)"
+HELP = "fine-tune a pipeline against a reward: reward-weighted likelihood (rwr), DDPO (ddpo) or reward backpropagation (reward_backprop)"
 
 
 def add_arguments(parser) -> None:

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pandas as pd
 import torch
+from PIL import Image
 
 from align.errors import BadInput
 from align.rundir import read_samples
@@ -36,7 +37,10 @@ def scored_pools(pools: list[Path], model: RewardModel, cache: EmbeddingCache) -
         texts = cache.text_embeddings(pool, list(samples["prompt"]))
         pooled = images[:, 0] if images.ndim == 3 else images
         with torch.no_grad():
-            reward = model.rewards_from_embeddings(images, texts).cpu().numpy()
+            if model.backbone.trainable:  # its unfrozen blocks make other embeddings than the cache's
+                reward = model([Image.open(p).convert("RGB") for p in samples["image_path"]], list(samples["prompt"])).cpu().numpy()
+            else:
+                reward = model.rewards_from_embeddings(images, texts).cpu().numpy()
         frames.append(with_oracle_labels(samples.assign(reward=reward, clip_score=(100 * (pooled * texts).sum(-1).clamp(min=0)).numpy())))
     return pd.concat(frames, ignore_index=True)
 

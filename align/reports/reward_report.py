@@ -25,8 +25,7 @@ from align.reports.best_of_curves import curves, pools_table, scored_pools
 from align.reports.plots import best_of_figure, category_figure, image_uri, roc_figure, scatter_figure
 from reward_models.backbones import ClipBackbone
 from reward_models.embedding_cache import EmbeddingCache
-from reward_models.labels import read_labels
-from reward_models.labels import ATTRIBUTES
+from reward_models.labels import ATTRIBUTES, read_labels
 from reward_models.metrics import platt_probabilities, roc_auc, score_metrics
 from reward_models.model_dir import SPLITS, TRAINING_CONFIG, WITHOUT_AUX
 from reward_models.reward_model import RewardModel, probabilities
