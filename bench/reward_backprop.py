@@ -22,8 +22,10 @@ FAST = ["eval.every=0", "eval.fidelity=false"]
 ARMS = {
     "backprop K in 1-20, lr 1e-3": [],
     "backprop K in 1-20, lr 1e-2": ["train.lr=1e-2"],
-    "backprop K = 1 (DRaFT-1), lr 1e-2": ["backprop.max_steps=1", "train.lr=1e-2"],
-    "backprop lr 1e-2, LoRA + convs": ["train.lr=1e-2", "lora.targets=[to_q,to_k,to_v,to_out.0,conv1,conv2]"],
+    "backprop K 1 (DRaFT-1), lr 1e-2": ["backprop.max_steps=1", "train.lr=1e-2"],
+    "backprop K in 1-20, lr 3e-3": ["train.lr=3e-3"],
+    "backprop K 1 (DRaFT-1), lr 1e-3": ["backprop.max_steps=1"],
+    "backprop lr 1e-3, LoRA + convs": ["lora.targets=[to_q,to_k,to_v,to_out.0,conv1,conv2]"],
 }
 
 

@@ -87,7 +87,7 @@ def test_monitor_draws_with_the_deployment_sampler_of_the_generate_configs():
 
     for world in ("shapes", "sd15"):
         deployed = load_config(GenerateConfig, default_config(f"{world}/generate.yaml")).sampling
-        for method in ("ddpo", "rwr"):
+        for method in ("ddpo", "rwr", "reward_backprop"):
             monitored = load_config(FinetuneConfig, default_config(f"{world}/{method}.yaml")).eval
             assert (monitored.steps, monitored.guidance, monitored.eta) == (deployed.steps, deployed.guidance, deployed.eta)
 
