@@ -21,7 +21,6 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from align.finetune import checkpoints
 from align.finetune.config import FinetuneConfig
 from align.finetune.ddim_logprob import ddim_step_with_logprob, decode, guided_eps, sample_with_logprob
 from align.finetune.draws import draw_seed, prompt_of
@@ -29,12 +28,12 @@ from align.finetune.monitor import Monitor, end_epoch, evaluate_and_record
 from align.finetune.run_setup import (
     Counters,
     PromptEmbeddings,
+    checkpoint_if_due,
+    finish,
     load_models,
     make_accelerator,
     make_optimizer,
-    rank_checksums,
     run_logger,
-    save_final,
     start,
 )
 from align.finetune.stat_tracking import PerPromptStatTracker, group_advantages
@@ -132,13 +131,8 @@ def train(config: FinetuneConfig, out: Path, reward_fn, resume_from: Path | None
         }
         metrics = {k: float(accelerator.reduce(torch.tensor(v), "mean")) if k.startswith("train/") else v for k, v in metrics.items()}
         end_epoch(accelerator, monitor, counters, metrics, log, config)
-        if config.save_every and (counters.epoch % config.save_every == 0 or counters.epoch == config.epochs):
-            checkpoints.save(accelerator, out, counters.epoch, config.keep_checkpoints)
-    save_final(config, out, accelerator, pipeline)
-    checksums = rank_checksums(accelerator, params)  # before end_training, which closes the process group
-    accelerator.end_training()
-    return {"history": counters.history, "optimizer_steps": counters.optimizer_steps, "processes": P,
-            "rank_checksums": checksums}
+        checkpoint_if_due(config, out, accelerator, counters)
+    return finish(config, out, accelerator, pipeline, params, counters)
 
 
 def _reference_unet(config: FinetuneConfig, pipeline):

@@ -21,7 +21,7 @@ import numpy as np
 from align.finetune import checkpoints
 from align.finetune.config import FinetuneConfig
 from align.finetune.monitor import Monitor, end_epoch, evaluate_and_record
-from align.finetune.run_setup import Counters, rank_checksums, run_logger, save_final
+from align.finetune.run_setup import Counters, finish, run_logger
 from align.generation.prompts import load_prompts
 from align.models import resolve
 
@@ -74,8 +74,4 @@ def train(config: FinetuneConfig, out: Path, reward_fn, resume_from: Path | None
         metrics = {"epoch": counters.epoch, "reward/mean": float(rewards.mean()), "reward/std": float(rewards.std()),
                    "perf/samples_per_second": per_epoch / (time.perf_counter() - began)}
         end_epoch(accelerator, monitor, counters, metrics, log, config)
-    save_final(config, out, accelerator, sd)
-    checksums = rank_checksums(accelerator, [p for p in sd.unet.parameters() if p.requires_grad])
-    accelerator.end_training()
-    return {"history": counters.history, "optimizer_steps": counters.optimizer_steps,
-            "processes": accelerator.num_processes, "rank_checksums": checksums}
+    return finish(config, out, accelerator, sd, [p for p in sd.unet.parameters() if p.requires_grad], counters)

@@ -28,7 +28,6 @@ import torch.nn.functional as F
 from torch.utils.checkpoint import checkpoint
 from tqdm import tqdm
 
-from align.finetune import checkpoints
 from align.finetune.clean_data import clean_batch, denoising_loss, training_scheduler
 from align.finetune.config import FinetuneConfig
 from align.finetune.ddim_logprob import guided_eps
@@ -37,12 +36,12 @@ from align.finetune.monitor import Monitor, end_epoch, evaluate_and_record
 from align.finetune.run_setup import (
     Counters,
     PromptEmbeddings,
+    checkpoint_if_due,
+    finish,
     load_models,
     make_accelerator,
     make_optimizer,
-    rank_checksums,
     run_logger,
-    save_final,
     start,
 )
 from align.generation.prompts import load_prompts
@@ -116,13 +115,8 @@ def train(config: FinetuneConfig, out: Path, reward_fn, resume_from: Path | None
             **{key: float(accelerator.reduce(torch.tensor(np.mean([st[key] for st in stats])), "mean")) for key in stats[0]},
         }
         end_epoch(accelerator, monitor, counters, metrics, log, config)
-        if config.save_every and (counters.epoch % config.save_every == 0 or counters.epoch == config.epochs):
-            checkpoints.save(accelerator, out, counters.epoch, config.keep_checkpoints)
-    save_final(config, out, accelerator, pipeline)
-    checksums = rank_checksums(accelerator, params)  # before end_training, which closes the process group
-    accelerator.end_training()
-    return {"history": counters.history, "optimizer_steps": counters.optimizer_steps, "processes": P,
-            "rank_checksums": checksums}
+        checkpoint_if_due(config, out, accelerator, counters)
+    return finish(config, out, accelerator, pipeline, params, counters)
 
 
 def _sample_with_grad(unet, scheduler, vae, embeds, negative, sampling, generators, latent_shape, k, use_checkpointing):

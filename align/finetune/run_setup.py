@@ -147,6 +147,21 @@ def save_final(config: FinetuneConfig, out: Path, accelerator, pipeline) -> Path
     return final
 
 
+def checkpoint_if_due(config: FinetuneConfig, out: Path, accelerator, counters: Counters) -> None:
+    """After an epoch: every `save_every` epochs and after the last one."""
+    if config.save_every and (counters.epoch % config.save_every == 0 or counters.epoch == config.epochs):
+        checkpoints.save(accelerator, out, counters.epoch, config.keep_checkpoints)
+
+
+def finish(config: FinetuneConfig, out: Path, accelerator, pipeline, params, counters: Counters) -> dict:
+    """Save final/, close the run, and return what `finetune` summarises."""
+    save_final(config, out, accelerator, pipeline)
+    checksums = rank_checksums(accelerator, params)  # before end_training, which closes the process group
+    accelerator.end_training()
+    return {"history": counters.history, "optimizer_steps": counters.optimizer_steps,
+            "processes": accelerator.num_processes, "rank_checksums": checksums}
+
+
 def _flat(tree: dict, prefix: str = "") -> dict:
     """Tensorboard hparams take scalars only."""
     flat = {}

@@ -27,19 +27,18 @@ from PIL import Image
 from tqdm import tqdm
 
 from align.errors import BadInput
-from align.finetune import checkpoints
 from align.finetune.clean_data import clean_batch, denoising_loss, encode, training_scheduler
 from align.finetune.config import FinetuneConfig
 from align.finetune.monitor import Monitor, end_epoch, evaluate_and_record
 from align.finetune.run_setup import (
     Counters,
     PromptEmbeddings,
+    checkpoint_if_due,
+    finish,
     load_models,
     make_accelerator,
     make_optimizer,
-    rank_checksums,
     run_logger,
-    save_final,
     start,
 )
 from align.generation.prompts import load_prompts
@@ -108,13 +107,8 @@ def train(config: FinetuneConfig, out: Path, reward_fn, resume_from: Path | None
         metrics = {"epoch": counters.epoch, "perf/samples_per_second": steps_per_epoch * global_batch / (time.perf_counter() - began)}
         metrics |= {k: float(accelerator.reduce(torch.tensor(np.mean(v)), "mean")) for k, v in losses.items()}
         end_epoch(accelerator, monitor, counters, metrics, log, config)
-        if config.save_every and (counters.epoch % config.save_every == 0 or counters.epoch == config.epochs):
-            checkpoints.save(accelerator, out, counters.epoch, config.keep_checkpoints)
-    save_final(config, out, accelerator, pipeline)
-    checksums = rank_checksums(accelerator, params)  # before end_training, which closes the process group
-    accelerator.end_training()
-    return {"history": counters.history, "optimizer_steps": counters.optimizer_steps, "processes": P,
-            "rank_checksums": checksums}
+        checkpoint_if_due(config, out, accelerator, counters)
+    return finish(config, out, accelerator, pipeline, params, counters)
 
 
 def build_dataset(config: FinetuneConfig, pipeline, reward_fn, accelerator) -> dict:
