@@ -6,8 +6,10 @@ default in ~/.config/t2i-align/raters.db, or wherever T2I_ALIGN_RATERS points.
 
 from __future__ import annotations
 
+import functools
 import os
 import re
+import secrets
 import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -20,6 +22,11 @@ from labeling_app.passwords import hash_password, verify_password
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 MIN_PASSWORD_LENGTH = 8
+
+
+@functools.cache
+def _unknown_account_hash() -> str:
+    return hash_password(secrets.token_hex(16))
 
 
 def default_accounts_path() -> Path:
@@ -94,9 +101,12 @@ class Accounts:
         return [Rater(name, bool(admin), created) for name, admin, created in rows]
 
     def verify(self, name: str, password: str) -> bool:
+        """The same work for every name: an unknown one is checked against a hash of nothing, so the
+        time a failed login takes does not tell whether the account exists."""
         with self._transaction() as db:
             row = db.execute("SELECT password_hash FROM raters WHERE name = ?", (name,)).fetchone()
-        return row is not None and verify_password(password, row[0])
+        matches = verify_password(password, row[0] if row else _unknown_account_hash())
+        return row is not None and matches
 
     def set_password(self, name: str, password: str) -> None:
         if len(password) < MIN_PASSWORD_LENGTH:

@@ -35,13 +35,13 @@ LABELS_SCHEMA = pa.schema(
 
 
 def open_existing_store(run_dir: str | Path) -> LabelStore:
-    """The labels.db of a run that has been rated; never creates one."""
+    """The labels.db of a run that has been rated, opened read-only: never creates or changes one."""
     path = Path(run_dir).expanduser().resolve()
     if not path.is_dir():
         raise LabelingError(f"run directory {run_dir} does not exist")
     if not (path / "labels.db").is_file():
         raise LabelingError(f"run directory {run_dir} has no labels.db yet; rate it with `t2i-align label` or `simulate-raters`")
-    return LabelStore(path)
+    return LabelStore(path, read_only=True)
 
 
 def labels_table(stores: Sequence[LabelStore]) -> pa.Table:
@@ -67,12 +67,22 @@ def write_labels(stores: Sequence[LabelStore], out: str | Path) -> int:
         names = ", ".join(str(s.run_dir) for s in stores)
         raise LabelingError(f"there are no ratings to export in {names}")
     out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    handle, partial = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".partial")  # one per call
+    if out.is_dir():
+        raise LabelingError(f"{out} is a folder; name the parquet file to write, e.g. {out / 'labels.parquet'}")
+    blocking = next((folder for folder in out.parents if folder.exists() and not folder.is_dir()), None)
+    if blocking is not None:
+        raise LabelingError(f"cannot write {out}: {blocking} is a file, not a folder")
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        handle, partial = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".partial")  # one per call
+    except OSError as exc:
+        raise LabelingError(f"cannot write {out} ({exc.strerror or exc})") from None
     os.close(handle)
     try:
         pq.write_table(table, partial)
         os.replace(partial, out)
+    except OSError as exc:
+        raise LabelingError(f"cannot write {out} ({exc.strerror or exc})") from None
     finally:
         Path(partial).unlink(missing_ok=True)
     return table.num_rows

@@ -51,7 +51,11 @@ def read_samples(run_dir: Path) -> list[Sample]:
         raise LabelingError(f"{table_path} lacks the column(s) {', '.join(missing)}")
     if table.num_rows == 0:
         raise LabelingError(f"{table_path} holds no samples, so there is nothing to label")
-    rows = table.select(["id", "prompt", "category", "split", "seed", "model", "image_path"]).to_pylist()
+    fields = ["id", "prompt", "category", "split", "seed", "model", "image_path"]
+    for name in fields:
+        if table.column(name).null_count:
+            raise LabelingError(f"{table_path} has {table.column(name).null_count} row(s) with no {name}")
+    rows = table.select(fields).to_pylist()
     samples = [Sample(**{**row, "id": str(row["id"]), "seed": int(row["seed"])}) for row in rows]
     ids = [s.id for s in samples]
     if len(set(ids)) != len(ids):

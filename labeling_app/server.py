@@ -6,11 +6,14 @@ import asyncio
 import os
 import shutil
 import signal
+import socket
 import tempfile
 from pathlib import Path
 
 from labeling_app.accounts import Accounts
 from labeling_app.errors import LabelingError
+from labeling_app.http_guard import CLIENT_ADDRESS, HttpGuard
+from labeling_app.login_limits import LoginLimits
 from labeling_app.sessions import LiveSessions
 from labeling_app.store import LabelStore
 
@@ -19,8 +22,22 @@ HANDLER_CONCURRENCY = 32
 DEFAULT_IDLE_MINUTES = 60.0
 
 
+def check_port(host: str, port: int) -> None:
+    """Refuse, before anything is opened or written, an address the server could not listen on."""
+    if not 1 <= port <= 65535:
+        raise LabelingError(f"--port must be between 1 and 65535, got {port}")
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+        with socket.socket(family, kind, proto) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn does
+            probe.bind(address)
+    except OSError as exc:  # gaierror too
+        raise LabelingError(f"cannot listen on {host}:{port} ({exc.strerror or exc}); is another server using it?"
+                            " pick another --port or --host") from None
+
+
 def serve(store: LabelStore, accounts: Accounts, host: str, port: int, quiet: bool = False,
-          idle_minutes: float = DEFAULT_IDLE_MINUTES) -> None:
+          idle_minutes: float = DEFAULT_IDLE_MINUTES, limits: LoginLimits | None = None) -> None:
     """Block serving the app until interrupted."""
     if not accounts.list():
         raise LabelingError(
@@ -34,7 +51,7 @@ def serve(store: LabelStore, accounts: Accounts, host: str, port: int, quiet: bo
     (private / "exports").mkdir()
     signal.signal(signal.SIGTERM, _stop)  # so that `kill` (not only Ctrl-C) cleans up too
     try:
-        _launch(store, accounts, host, port, quiet, private, idle_minutes)
+        _launch(store, accounts, host, port, quiet, private, idle_minutes, limits or LoginLimits())
     finally:
         shutil.rmtree(private, ignore_errors=True)
 
@@ -44,12 +61,24 @@ def _stop(signum, frame) -> None:
 
 
 def _launch(store: LabelStore, accounts: Accounts, host: str, port: int, quiet: bool, private: Path,
-            idle_minutes: float) -> None:
+            idle_minutes: float, limits: LoginLimits) -> None:
+    from fastapi import HTTPException
+    from starlette.middleware import Middleware
+
     from labeling_app.ui import CSS, KEYBOARD_JS, build_app
 
+    accounts.verify("", "")  # builds the unknown-account hash now, not during the first login
+
     async def login(name: str, password: str) -> bool:
+        address = CLIENT_ADDRESS.get()
+        refusal = limits.refusal(name, address)
+        if refusal:
+            raise HTTPException(status_code=429, detail=refusal)
         # scrypt is slow on purpose; keep it off the event loop that serves everyone else.
-        return await asyncio.to_thread(accounts.verify, name, password)
+        if await asyncio.to_thread(accounts.verify, name, password):
+            return True
+        limits.record_failure(name, address)
+        return False
 
     app = build_app(store, accounts, private / "exports")
     app.queue(default_concurrency_limit=HANDLER_CONCURRENCY)
@@ -70,6 +99,7 @@ def _launch(store: LabelStore, accounts: Accounts, host: str, port: int, quiet: 
         css=CSS,
         head=KEYBOARD_JS,
         prevent_thread_lock=True,
+        app_kwargs={"middleware": [Middleware(HttpGuard, private=private, is_admin=accounts.is_admin)]},
     )
     # Gradio's token table, replaced right after start: a login in that instant just has to log in again.
     app.app.tokens = LiveSessions(accounts, idle_minutes * 60)

@@ -10,7 +10,11 @@ from __future__ import annotations
 
 import json
 import logging
+import math
+import os
+import shutil
 import sqlite3
+import struct
 import threading
 import time
 from collections.abc import Iterable, Iterator
@@ -90,6 +94,10 @@ class RatingRefused(Exception):
     """A rating that cannot be stored as asked (already rated, or the sample has enough ratings)."""
 
 
+class StoreUnwritable(LabelingError):
+    """labels.db cannot be written just now (a read-only file, folder or disk): nothing was saved."""
+
+
 @dataclass(frozen=True)
 class Rating:
     id: int
@@ -115,77 +123,152 @@ class LabelStore:
     """labels.db of one run dir. Safe to share between threads and processes."""
 
     def __init__(self, run_dir: Path, overlap: int | None = None, lease_seconds: float = DEFAULT_LEASE_SECONDS,
-                 max_leases: int = DEFAULT_MAX_LEASES):
+                 max_leases: int = DEFAULT_MAX_LEASES, read_only: bool = False):
         if max_leases < 1:
             raise LabelingError(f"a rater must be able to hold at least one lease, got max leases {max_leases}")
+        if not (math.isfinite(lease_seconds) and lease_seconds > 0):
+            raise LabelingError(f"a lease must last a positive number of seconds, got {lease_seconds}")
+        if overlap is not None and overlap < 1:
+            raise LabelingError(f"overlap must be at least 1, got {overlap}")
         self.run_dir = Path(run_dir)
         self.path = self.run_dir / "labels.db"
-        self.lease_seconds, self.max_leases = lease_seconds, max_leases
+        self.lease_seconds, self.max_leases, self.read_only = lease_seconds, max_leases, read_only
         self._local = threading.local()
-        self._check_schema_version()
-        with self._write() as db:
-            if db.execute("SELECT COUNT(*) FROM sqlite_master WHERE name = 'meta'").fetchone()[0] == 0:
-                for statement in _SCHEMA.split(";"):
-                    db.execute(statement)
-            if overlap is not None:
-                if overlap < 1:
-                    raise LabelingError(f"overlap must be at least 1, got {overlap}")
-                db.execute("INSERT OR REPLACE INTO meta VALUES ('overlap', ?)", (str(overlap),))
+        self._check_existing()
+        if not read_only:
+            with self._write() as db:
+                if db.execute("SELECT COUNT(*) FROM sqlite_master WHERE name = 'meta'").fetchone()[0] == 0:
+                    for statement in _SCHEMA.split(";"):
+                        db.execute(statement)
+                if overlap is not None:
+                    db.execute("INSERT OR REPLACE INTO meta VALUES ('overlap', ?)", (str(overlap),))
         row = self._db().execute("SELECT value FROM meta WHERE key = 'overlap'").fetchone()
         self.overlap = int(row[0]) if row else 1
 
     # -- connections -------------------------------------------------------------------------
 
-    def _check_schema_version(self) -> None:
-        """Refuse, without writing a byte, a labels.db this code does not understand."""
+    def _check_existing(self) -> None:
+        """Refuse, without writing a byte, a labels.db this code cannot use as it is."""
         if not self.path.exists():
             return
         if self.path.stat().st_size == 0:
             raise LabelingError(f"{self.path} is empty (0 bytes), not a labels database; it was left untouched:"
                                 " restore it from a backup, or move it aside to start a new one")
+        self._check_wal()
         try:
             db = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True)
             try:
                 version = db.execute("PRAGMA user_version").fetchone()[0]
                 tables = db.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()[0]
+                damage = db.execute("PRAGMA quick_check(1)").fetchone()[0]
             finally:
                 db.close()
         except sqlite3.OperationalError as exc:  # unreadable, not corrupt: say why, and do not invite deleting it
             raise LabelingError(f"cannot read {self.path}: {exc}") from None
         except sqlite3.DatabaseError:
-            raise LabelingError(f"{self.path} is not an SQLite database; move it aside to start a new one") from None
+            raise LabelingError(f"{self.path} is not an SQLite database; it was left untouched:"
+                                " restore it from a backup, or move it aside to start a new one") from None
         if tables == 0:
             # A labels.db copied without its -wal file looks like this: its tables were still in the WAL.
             raise LabelingError(f"{self.path} holds no tables (copied without its {self.path.name}-wal file?);"
                                 " it was left untouched: copy the -wal file beside it, or move it aside to start anew")
+        if damage != "ok":
+            damage = " ".join(damage.replace("*** in database main ***", "").split())
+            raise LabelingError(f"{self.path} is damaged ({damage}); it was left untouched: restore it from a backup,"
+                                f" or recover what it still holds with `sqlite3 {self.path} .recover`")
         if version != SCHEMA_VERSION:
             raise LabelingError(
                 f"{self.path} has schema version {version} but this t2i-align reads version {SCHEMA_VERSION};"
                 " it was left untouched"
             )
 
-    def _db(self) -> sqlite3.Connection:
-        db = getattr(self._local, "db", None)
-        if db is None:
+    def _check_wal(self) -> None:
+        """Warn about a -wal file SQLite would ignore (and later overwrite); when opening for writing, keep a copy."""
+        wal = self.path.with_name(self.path.name + "-wal")
+        if not wal.is_file() or wal.stat().st_size == 0:
+            return
+        problem = wal_problem(wal, page_size=_page_size(self.path))
+        if problem is None:
+            return
+        if self.read_only:
+            log.warning("%s cannot be read with %s (%s); SQLite ignores it", wal, self.path.name, problem)
+            return
+        kept = wal.with_name(f"{wal.name}.unreadable-{datetime.now(timezone.utc):%Y%m%dT%H%M%S}")
+        shutil.copy2(wal, kept)
+        log.warning("%s cannot be read with %s (%s); SQLite will ignore and then overwrite it, so a copy was kept"
+                    " as %s", wal, self.path.name, problem, kept.name)
+
+    def _write_problem(self) -> str | None:
+        """Why labels.db cannot be written now, or None: the file itself, or the folder its new files go in."""
+        folder_files = [self.path] if not self.path.exists() else [self.path.with_name(self.path.name + "-wal")]
+        try:
+            if self.path.exists():
+                os.close(os.open(self.path, os.O_RDWR))
+        except OSError as exc:
+            return exc.strerror
+        if any(not f.exists() for f in folder_files) and not os.access(self.run_dir, os.W_OK):
+            return f"the folder {self.run_dir} is read-only"
+        return None
+
+    def _unwritable(self, reason: object) -> StoreUnwritable:
+        return StoreUnwritable(f"cannot write to {self.path} ({reason}): nothing was saved and the ratings in it"
+                               " are safe; make the run directory and its labels.db writable")
+
+    def _db(self, write: bool = False) -> sqlite3.Connection:
+        """This thread's connection. One opened while labels.db could not be written serves reads only and
+        is replaced as soon as a write finds the file writable again, so the server recovers by itself."""
+        cached = getattr(self._local, "db", None)
+        if cached is not None and (cached[1] or not write):
+            return cached[0]
+        problem = "opened read-only" if self.read_only else self._write_problem()
+        if write and problem:
+            raise self._unwritable(problem)
+        self._forget_connection()
+        if problem:
+            db = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, timeout=30, isolation_level=None,
+                                 check_same_thread=False)
+        else:
             # isolation_level=None: transactions are explicit (BEGIN IMMEDIATE in _write).
             db = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=False)
-            db.execute("PRAGMA journal_mode=WAL")
+            try:
+                db.execute("PRAGMA journal_mode=WAL")
+            except sqlite3.OperationalError as exc:
+                db.close()
+                raise self._unwritable(exc) from None
             db.execute("PRAGMA synchronous=FULL")  # a commit is on disk before we acknowledge it
-            db.execute("PRAGMA foreign_keys=ON")
-            self._local.db = db
+        db.execute("PRAGMA foreign_keys=ON")
+        self._local.db = (db, problem is None)
         return db
+
+    def _forget_connection(self) -> None:
+        cached = getattr(self._local, "db", None)
+        self._local.db = None
+        if cached is not None:
+            try:
+                cached[0].close()
+            except sqlite3.Error:
+                pass
 
     @contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
-        """One write transaction; IMMEDIATE takes the write lock up front so checks and writes cannot interleave."""
-        db = self._db()
-        db.execute("BEGIN IMMEDIATE")
+        """One write transaction; IMMEDIATE takes the write lock up front so checks and writes cannot interleave.
+        A failure of the disk or its permissions drops the connection (the next call opens a fresh one) and
+        raises StoreUnwritable: nothing of the transaction was committed."""
+        db = self._db(write=True)
+        try:
+            db.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError as exc:
+            self._forget_connection()
+            raise self._unwritable(exc) from None
         try:
             yield db
+            db.execute("COMMIT")
+        except sqlite3.OperationalError as exc:
+            self._forget_connection()  # closing a connection rolls back what it had not committed
+            raise self._unwritable(exc) from None
         except BaseException:
             db.execute("ROLLBACK")
             raise
-        db.execute("COMMIT")
 
     # -- samples -----------------------------------------------------------------------------
 
@@ -283,6 +366,15 @@ class LabelStore:
             ).fetchone()
             if count >= self.overlap:
                 raise RatingRefused(f"sample {sample_id} already has the {self.overlap} rating(s) it needs")
+            (held_by_others,) = db.execute(
+                "SELECT COUNT(*) FROM leases WHERE sample_id = ? AND rater != ? AND expires_at > ?",
+                (sample_id, rater, time.time()),
+            ).fetchone()
+            leased_to_rater = db.execute(
+                "SELECT 1 FROM leases WHERE sample_id = ? AND rater = ?", (sample_id, rater)
+            ).fetchone()
+            if not leased_to_rater and count + held_by_others >= self.overlap:
+                raise RatingRefused(f"sample {sample_id} is being rated by another rater")
             cursor = db.execute(
                 "INSERT INTO ratings (sample_id, rater, rater_kind, label, reasons, created_at)"
                 " VALUES (?, ?, ?, ?, ?, ?)",
@@ -372,3 +464,36 @@ def open_run_store(
     if len(problems) == len(samples):
         raise LabelingError(f"none of the {len(samples)} images in {path} can be read, so there is nothing to label")
     return store
+
+
+def _page_size(path: Path) -> int:
+    """The page size written in an SQLite file's header (bytes 16-17; 1 means 65536)."""
+    with path.open("rb") as f:
+        header = f.read(18)
+    size = struct.unpack(">H", header[16:18])[0] if len(header) == 18 else 0
+    return 65536 if size == 1 else size
+
+
+def wal_problem(wal: Path, page_size: int) -> str | None:
+    """Why SQLite would not read this write-ahead log with a database of `page_size`, or None when it would:
+    its 32-byte header must carry the magic number, format 3007000, the page size and a valid checksum."""
+    with wal.open("rb") as f:
+        header = f.read(32)
+    if len(header) < 32:
+        return f"{len(header)} bytes, shorter than a WAL header"
+    magic, version, wal_page_size = struct.unpack(">III", header[:12])
+    if magic not in (0x377F0682, 0x377F0683):
+        return "no WAL magic number"
+    if version != 3007000:
+        return f"WAL format {version}"
+    if wal_page_size != page_size:
+        return f"page size {wal_page_size}, the database's is {page_size}"
+    # The checksum runs over the first 24 bytes as 32-bit words, big-endian when the magic's low bit is set.
+    words = struct.unpack((">" if magic & 1 else "<") + "6I", header[:24])
+    s0 = s1 = 0
+    for x0, x1 in zip(words[::2], words[1::2]):
+        s0 = (s0 + x0 + s1) & 0xFFFFFFFF
+        s1 = (s1 + x1 + s0) & 0xFFFFFFFF
+    if (s0, s1) != struct.unpack(">II", header[24:32]):
+        return "header checksum does not match"
+    return None

@@ -20,7 +20,7 @@ from labeling_app.accounts import Accounts
 from labeling_app.export import write_labels
 from labeling_app.run_dir import image_problem
 from labeling_app.stats import summary_markdown
-from labeling_app.store import REASONS, LabelStore, RatingRefused
+from labeling_app.store import REASONS, LabelStore, RatingRefused, StoreUnwritable
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +63,11 @@ document.addEventListener("keydown", (event) => {
 """
 
 
+# The endpoints stay callable by logged-in clients (labeling_app.http_client) but are not listed: Gradio
+# would otherwise embed their list in the login page served to anyone.
+UNLISTED = "undocumented"
+
+
 def image_url(path: Path) -> str:
     """Relative URL of a run-dir file on Gradio's login-protected file route."""
     return "gradio_api/file=" + urllib.parse.quote(str(path))
@@ -91,18 +96,24 @@ def build_app(store: LabelStore, accounts: Accounts, export_dir: Path) -> gr.Blo
             f" · still needed: <b>{p.remaining}</b></div>"
         )
 
-    def lease_showable(rater: str) -> str | None:
-        # An image can go bad while the app runs; leave that sample out, log it, and keep serving.
-        while (sample_id := store.next_sample(rater)) is not None:
-            problem = image_problem(store.run_dir, store.sample(sample_id))
-            if problem is None:
-                return sample_id
+    def image_gone(sample_id: str) -> str | None:
+        """Why the sample's image can no longer be shown (it can go bad while the app runs, even after the
+        browser preloaded it): the sample is then left out and logged, and the app keeps serving."""
+        problem = image_problem(store.run_dir, store.sample(sample_id))
+        if problem is not None:
             log.warning("sample %s is left out: %s", sample_id, problem)
             store.mark_broken(sample_id, problem)
+        return problem
+
+    def lease_showable(rater: str) -> str | None:
+        while (sample_id := store.next_sample(rater)) is not None:
+            if image_gone(sample_id) is None:
+                return sample_id
         return None
 
     def advance(rater: str, session: dict) -> dict:
-        current = session["next"] or lease_showable(rater)
+        upcoming = session["next"]
+        current = upcoming if upcoming is not None and image_gone(upcoming) is None else lease_showable(rater)
         return {"rater": rater, "current": current, "next": lease_showable(rater) if current else None}
 
     def own(session: dict | None, rater: str) -> dict:
@@ -121,18 +132,36 @@ def build_app(store: LabelStore, accounts: Accounts, export_dir: Path) -> gr.Blo
         receipt = {**receipt, "showing": session["current"]}
         return session, prompt, image, [], status, progress_html(rater), receipt
 
+    def not_saved(rater: str, session: dict, exc: StoreUnwritable) -> tuple:
+        """The screen as it was, with why the click was not saved; the rater can click again once the disk is back."""
+        status = f'<span class="refused">Not saved: {html.escape(str(exc))}.</span>'
+        return screen(rater, session, status, {"outcome": "not saved", "sample_id": session["current"]})
+
     def start(request: gr.Request):
         rater = request.username
-        store.release(rater)  # a fresh page takes over the rater's earlier leases
-        session = advance(rater, own(None, rater))
+        try:
+            store.release(rater)  # a fresh page takes over the rater's earlier leases
+            session = advance(rater, own(None, rater))
+        except StoreUnwritable as exc:
+            raise gr.Error(f"Cannot start rating: {exc}.") from None
         return (*screen(rater, session, "", {"outcome": "started"}), gr.update(visible=accounts.is_admin(rater)))
 
     def rate(label: int, session: dict | None, reasons: list[str], request: gr.Request) -> tuple:
         rater = request.username
         session = own(session, rater)
+        try:
+            return rate_current(rater, label, session, reasons)
+        except StoreUnwritable as exc:
+            return not_saved(rater, session, exc)
+
+    def rate_current(rater: str, label: int, session: dict, reasons: list[str]) -> tuple:
         if session["current"] is None:
             return screen(rater, advance(rater, session), "", {"outcome": "nothing to rate"})
         sample_id = session["current"]
+        gone = image_gone(sample_id)
+        if gone is not None:
+            status = f'<span class="refused">Not saved: this image was removed from the run ({html.escape(gone)}).</span>'
+            return screen(rater, advance(rater, session), status, {"outcome": "refused", "sample_id": sample_id})
         try:
             rating = store.rate(rater, sample_id, label, reasons if label == 0 else [], kind="human")
         except RatingRefused as exc:
@@ -154,15 +183,24 @@ def build_app(store: LabelStore, accounts: Accounts, export_dir: Path) -> gr.Blo
     def skip(session, request: gr.Request):
         rater = request.username
         session = own(session, rater)
-        if session["current"]:
-            store.skip(rater, session["current"])
-            return screen(rater, advance(rater, session), "Skipped.", {"outcome": "skipped"})
-        return screen(rater, advance(rater, session), "", {"outcome": "nothing to rate"})
+        try:
+            if session["current"]:
+                store.skip(rater, session["current"])
+                return screen(rater, advance(rater, session), "Skipped.", {"outcome": "skipped"})
+            return screen(rater, advance(rater, session), "", {"outcome": "nothing to rate"})
+        except StoreUnwritable as exc:
+            return not_saved(rater, session, exc)
 
     def undo(session, request: gr.Request):
         rater = request.username
-        undone = store.undo_last(rater)
         session = own(session, rater)
+        try:
+            return undo_last(rater, session)
+        except StoreUnwritable as exc:
+            return not_saved(rater, session, exc)
+
+    def undo_last(rater: str, session: dict) -> tuple:
+        undone = store.undo_last(rater)
         if undone is None:
             return screen(rater, session, "Nothing to undo.", {"outcome": "nothing to undo"})
         # The undone sample comes back on screen; the one that was showing becomes the preloaded next.
@@ -210,11 +248,11 @@ def build_app(store: LabelStore, accounts: Accounts, export_dir: Path) -> gr.Blo
             export_file = gr.File(label="labels.parquet")
 
         outputs = [session, prompt, image, reasons, status, progress, receipt]
-        app.load(start, None, [*outputs, admin_tab], api_name="start")
-        up.click(thumbs_up, [session], outputs, api_name="thumbs_up")
-        down.click(thumbs_down, [session, reasons], outputs, api_name="thumbs_down")
-        skip_button.click(skip, [session], outputs, api_name="skip")
-        undo_button.click(undo, [session], outputs, api_name="undo")
-        refresh.click(admin_summary, None, summary, api_name="admin_summary")
-        export_button.click(admin_export, None, export_file, api_name="admin_export")
+        app.load(start, None, [*outputs, admin_tab], api_name="start", api_visibility=UNLISTED)
+        up.click(thumbs_up, [session], outputs, api_name="thumbs_up", api_visibility=UNLISTED)
+        down.click(thumbs_down, [session, reasons], outputs, api_name="thumbs_down", api_visibility=UNLISTED)
+        skip_button.click(skip, [session], outputs, api_name="skip", api_visibility=UNLISTED)
+        undo_button.click(undo, [session], outputs, api_name="undo", api_visibility=UNLISTED)
+        refresh.click(admin_summary, None, summary, api_name="admin_summary", api_visibility=UNLISTED)
+        export_button.click(admin_export, None, export_file, api_name="admin_export", api_visibility=UNLISTED)
     return app

@@ -8,6 +8,7 @@ import socket
 import subprocess
 import sys
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -74,9 +75,10 @@ class LabelServer:
     """`t2i-align label` in a subprocess: start, wait until it answers, kill."""
 
     def __init__(self, run: Path, accounts: Path, log: Path, overlap: int = 1, lease_seconds: float = 300,
-                 idle_minutes: float = 60):
+                 idle_minutes: float = 60, extra_args: tuple[str, ...] = ()):
         self.run, self.accounts, self.log = run, accounts, log
         self.overlap, self.lease_seconds, self.idle_minutes = overlap, lease_seconds, idle_minutes
+        self.extra_args = extra_args
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.process: subprocess.Popen | None = None
@@ -86,7 +88,7 @@ class LabelServer:
 
         command = [*ALIGN_CLI, "label", str(self.run), "--port", str(self.port), "--accounts", str(self.accounts),
                    "--overlap", str(self.overlap), "--lease-seconds", str(self.lease_seconds),
-                   "--idle-minutes", str(self.idle_minutes)]
+                   "--idle-minutes", str(self.idle_minutes), *self.extra_args]
         env = {**os.environ, "GRADIO_ANALYTICS_ENABLED": "False", "PYTHONUNBUFFERED": "1"}
         self.process = subprocess.Popen(command, stdout=self.log.open("a"), stderr=subprocess.STDOUT, env=env)
         deadline = time.monotonic() + timeout
@@ -115,6 +117,31 @@ class LabelServer:
                 self.process.wait(timeout=20)
             except subprocess.TimeoutExpired:
                 self.kill()
+
+
+@contextmanager
+def read_only(*paths: Path):
+    """Make files and folders unwritable while the block runs. Root ignores permission bits, so as root
+    (CI) the immutable attribute is used: it refuses writes even to root, as a read-only disk would."""
+    if os.geteuid() == 0:
+        def chattr(flag: str) -> bool:
+            return subprocess.run(["chattr", flag, *map(str, paths)], capture_output=True).returncode == 0
+
+        if not chattr("+i"):
+            pytest.skip("cannot make files read-only as root here (chattr +i needs CAP_LINUX_IMMUTABLE)")
+        try:
+            yield
+        finally:
+            assert chattr("-i")
+    else:
+        modes = {path: path.stat().st_mode for path in paths}
+        for path in paths:
+            path.chmod(modes[path] & ~0o222)
+        try:
+            yield
+        finally:
+            for path, mode in modes.items():
+                path.chmod(mode)
 
 
 @pytest.fixture

@@ -14,7 +14,7 @@ from pathlib import Path
 import httpx
 import pandas as pd
 import pytest
-from conftest import ADMIN, ADMIN_PASSWORD, RATER_PASSWORD, LabelServer, add_rater, make_run_dir
+from conftest import ADMIN, ADMIN_PASSWORD, RATER_PASSWORD, LabelServer, add_rater, make_run_dir, read_only
 from gradio_client.exceptions import AppError
 
 from labeling_app.http_client import RatingClient
@@ -22,7 +22,8 @@ from labeling_app.http_client import RatingClient
 
 @contextmanager
 def serving(tmp_path: Path, samples: int, *raters: str, **options):
-    """`t2i-align label` over a fresh run of `samples` images, with these raters (ada is the admin)."""
+    """`t2i-align label` over a fresh run of `samples` images, with these raters (ada is the admin);
+    `options` go to LabelServer (overlap, idle_minutes, extra_args, ...)."""
     run = make_run_dir(tmp_path, samples)
     accounts = tmp_path / "raters.db"
     for name in raters:
@@ -205,3 +206,119 @@ def test_a_session_ends_after_the_idle_time(tmp_path):
         with pytest.raises(httpx.HTTPStatusError, match="401 Unauthorized"):
             bob.thumbs_up()
         assert "session of bob ended: idle too long" in (tmp_path / "server.log").read_text()
+
+
+def log_in(name: str, password: str, address: str = "127.0.0.1", url: str = "") -> httpx.Response:
+    """One login over HTTP from a chosen loopback address (all of 127.0.0.0/8 reaches the server)."""
+    with httpx.Client(base_url=url, transport=httpx.HTTPTransport(local_address=address)) as client:
+        return client.post("/login", data={"username": name, "password": password})
+
+
+def test_failed_logins_are_limited_per_account_and_per_address_and_logged(tmp_path):
+    """The attack: guess passwords. After 3 failures for bob even his right password waits; after 5
+    failures from one address every login from it waits, while another address still gets in."""
+    limits = ("--failed-logins-per-account", "3", "--failed-logins-per-address", "5")
+    with serving(tmp_path, 2, "bob", "alice", extra_args=limits) as server:
+        for _ in range(3):
+            assert log_in("bob", "guess-guess", url=server.url).status_code == 400
+        refused = log_in("bob", RATER_PASSWORD, url=server.url)
+        assert refused.status_code == 429 and "too many failed logins for this account" in refused.text
+        for name in ("carl", "dora"):  # no such accounts: failures count all the same
+            assert log_in(name, "guess-guess", url=server.url).status_code == 400
+        refused = log_in("alice", RATER_PASSWORD, url=server.url)
+        assert refused.status_code == 429 and "from this address" in refused.text
+        assert log_in("alice", RATER_PASSWORD, address="127.0.0.2", url=server.url).status_code == 200
+    log = (tmp_path / "server.log").read_text()
+    assert log.count("failed login for 'bob' from 127.0.0.1") == 3 and "failed login for 'carl' from 127.0.0.1" in log
+
+
+def test_a_failed_login_takes_as_long_for_an_unknown_name_as_for_a_known_one(tmp_path):
+    """The attack: tell which accounts exist by how fast a wrong password is answered. Without the
+    dummy check an unknown name came back about 18 times faster (no scrypt); the bound of
+    0.75 leaves room for a loaded machine and still fails on that leak."""
+    limits = ("--failed-logins-per-account", "50", "--failed-logins-per-address", "50")
+    with serving(tmp_path, 2, "bob", extra_args=limits) as server, httpx.Client(base_url=server.url) as client:
+        def median_seconds(name: str) -> float:
+            times = []
+            for _ in range(9):
+                began = time.perf_counter()
+                assert client.post("/login", data={"username": name, "password": "wrong-password"}).status_code == 400
+                times.append(time.perf_counter() - began)
+            return sorted(times)[4]
+
+        known, unknown = median_seconds("bob"), median_seconds("nobody-by-this-name")
+    assert unknown > 0.75 * known, (known, unknown)
+
+
+def test_uploads_are_refused_and_exports_go_to_admins_only(tmp_path):
+    with serving(tmp_path, 3, "bob", ADMIN) as server:
+        admin = RatingClient(server.url, ADMIN, ADMIN_PASSWORD)
+        admin.start()
+        admin.thumbs_up()
+        exported = admin.admin_export()
+        with httpx.Client(base_url=server.url) as bob:
+            assert bob.post("/login", data={"username": "bob", "password": RATER_PASSWORD}).status_code == 200
+            for path in ("/gradio_api/upload", "/gradio_api/upload/"):
+                refused = bob.post(path, files={"files": ("big.bin", b"x" * 100_000)})
+                assert refused.status_code == 403 and "accepts no uploads" in refused.text
+            assert bob.get(exported["url"]).status_code == 403  # a rater who learns the export's URL
+        with httpx.Client(base_url=server.url) as ada:
+            assert ada.post("/login", data={"username": ADMIN, "password": ADMIN_PASSWORD}).status_code == 200
+            assert ada.get(exported["url"]).status_code == 200
+        admin.close()
+
+
+def test_the_login_page_lists_no_endpoints_and_every_page_forbids_framing(tmp_path):
+    with serving(tmp_path, 2, "bob") as server:
+        with httpx.Client(base_url=server.url) as anonymous:
+            page = anonymous.get("/")
+            assert page.status_code == 200
+            for name in ("thumbs_up", "admin_export", "admin_summary", "undo"):
+                assert name not in page.text, name
+            for response in (page, anonymous.get("/config")):
+                assert "frame-ancestors 'none'" in response.headers["content-security-policy"]
+                assert response.headers["x-frame-options"] == "DENY"
+        bob = RatingClient(server.url, "bob", RATER_PASSWORD)  # unlisted, the endpoints still answer their client
+        assert bob.start()["showing"] == "000000"
+        bob.close()
+
+
+def test_an_image_deleted_after_preloading_is_not_rated(tmp_path):
+    """The attack on the record: images vanish from the run while raters have them preloaded or on
+    screen. A rating must never be stored for an image that is gone."""
+    with serving(tmp_path, 4, "bob") as server:
+        bob = RatingClient(server.url, "bob", RATER_PASSWORD)
+        assert bob.start()["showing"] == "000000"  # 000001 preloaded behind it
+        (server.run / "images" / "000001.png").unlink()
+        saved = bob.thumbs_up()
+        assert (saved["outcome"], saved["showing"]) == ("saved", "000002")
+        (server.run / "images" / "000002.png").unlink()  # the one on screen
+        refused = bob.thumbs_up()
+        assert (refused["outcome"], refused["sample_id"], refused["showing"]) == ("refused", "000002", "000003")
+        bob.close()
+        with sqlite3.connect(server.run / "labels.db") as db:
+            assert db.execute("SELECT sample_id FROM ratings").fetchall() == [("000000",)]
+    assert "sample 000001 is left out: image file images/000001.png is missing" in (tmp_path / "server.log").read_text()
+
+
+def test_ratings_while_the_run_dir_is_read_only_are_not_acknowledged_and_the_server_recovers(tmp_path):
+    """The attack of the disk: the run dir turns read-only while raters click. Each click gets a clear
+    'not saved', nothing unsaved is acknowledged, and once it is writable again every click saves
+    (before, connections opened while read-only kept failing until a restart)."""
+    with serving(tmp_path, 40, *(f"r{i}" for i in range(4))) as server:
+        raters = [RatingClient(server.url, f"r{i}", RATER_PASSWORD) for i in range(4)]
+        with ThreadPoolExecutor(len(raters)) as pool:
+            assert all(r["showing"] for r in pool.map(lambda rater: rater.start(), raters))
+            acknowledged = [r for r in pool.map(lambda rater: rater.thumbs_up(), raters) if r["outcome"] == "saved"]
+            run = server.run
+            with read_only(run / "labels.db", run / "labels.db-wal", run):
+                during = [r for _ in range(3) for r in pool.map(lambda rater: rater.thumbs_up(), raters)]
+            assert {r["outcome"] for r in during} == {"not saved"}
+            after = [r for _ in range(3) for r in pool.map(lambda rater: rater.thumbs_up(), raters)]
+            assert {r["outcome"] for r in after} == {"saved"}
+            acknowledged += after
+        for rater in raters:
+            rater.close()
+        with sqlite3.connect(run / "labels.db") as db:
+            stored = set(db.execute("SELECT id FROM ratings").fetchall())
+        assert stored == {(r["rating_id"],) for r in acknowledged}

@@ -40,13 +40,21 @@ def test_a_leased_last_slot_is_not_handed_to_another_rater_until_the_lease_expir
 
 
 def test_a_full_sample_refuses_more_ratings(tmp_path):
-    store = open_run_store(make_run_dir(tmp_path, 1), overlap=1, lease_seconds=0.0)
+    store = open_run_store(make_run_dir(tmp_path, 1), overlap=1)
     store.rate("ann", "000000", 1)
     with pytest.raises(RatingRefused, match="already has"):
         store.rate("bea", "000000", 0)
     with pytest.raises(RatingRefused, match="already rated"):
         store.rate("ann", "000000", 0)
     assert len(store.live_ratings()) == 1
+
+
+def test_a_sample_leased_to_another_rater_is_not_theirs_to_rate(tmp_path):
+    store = open_run_store(make_run_dir(tmp_path, 1), overlap=1)
+    assert store.next_sample("ann") == "000000"
+    with pytest.raises(RatingRefused, match="being rated by another rater"):
+        store.rate("bea", "000000", 0)
+    assert store.rate("ann", "000000", 1).label == 1
 
 
 def test_racing_raters_never_exceed_the_overlap(tmp_path):

@@ -24,14 +24,34 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--idle-minutes", type=float, default=60.0, help="a login session without a request for this long ends (default 60)"
     )
+    parser.add_argument(
+        "--failed-logins-per-account", type=int, default=5,
+        help="failed logins one account may take in 15 minutes before further attempts wait (default 5)",
+    )
+    parser.add_argument(
+        "--failed-logins-per-address", type=int, default=20,
+        help="failed logins from one client address in 15 minutes before further attempts wait (default 20)",
+    )
     parser.add_argument("--accounts", default=None, help="rater accounts file (default: $T2I_ALIGN_RATERS or ~/.config/t2i-align/raters.db)")
     parser.add_argument("--quiet", action="store_true", help="print less")
 
 
 def run(args: argparse.Namespace) -> int:
+    import math
+
     from labeling_app.accounts import Accounts, default_accounts_path
-    from labeling_app.server import serve
+    from labeling_app.errors import LabelingError
+    from labeling_app.login_limits import LoginLimits
+    from labeling_app.server import check_port, serve
     from labeling_app.store import open_run_store
+
+    # Options first, then the port: nothing is opened or written for a command that cannot serve.
+    if not (math.isfinite(args.idle_minutes) and args.idle_minutes > 0):
+        raise LabelingError(f"--idle-minutes must be a positive number, got {args.idle_minutes}")
+    for option in ("failed_logins_per_account", "failed_logins_per_address"):
+        if getattr(args, option) < 1:
+            raise LabelingError(f"--{option.replace('_', '-')} must be at least 1, got {getattr(args, option)}")
+    check_port(args.host, args.port)
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)  # Gradio's own start-up probes
@@ -43,5 +63,6 @@ def run(args: argparse.Namespace) -> int:
         f" {left_out} left out), ratings in {store.path}",
         flush=True,
     )
-    serve(store, accounts, args.host, args.port, quiet=args.quiet, idle_minutes=args.idle_minutes)
+    limits = LoginLimits(per_account=args.failed_logins_per_account, per_address=args.failed_logins_per_address)
+    serve(store, accounts, args.host, args.port, quiet=args.quiet, idle_minutes=args.idle_minutes, limits=limits)
     return 0
