@@ -17,6 +17,7 @@ import sqlite3
 import struct
 import threading
 import time
+import urllib.parse
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -156,7 +157,7 @@ class LabelStore:
                                 " restore it from a backup, or move it aside to start a new one")
         self._check_wal()
         try:
-            db = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True)
+            db = sqlite3.connect(self._read_only_uri(), uri=True)
             try:
                 version = db.execute("PRAGMA user_version").fetchone()[0]
                 tables = db.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()[0]
@@ -198,15 +199,21 @@ class LabelStore:
         log.warning("%s cannot be read with %s (%s); SQLite will ignore and then overwrite it, so a copy was kept"
                     " as %s", wal, self.path.name, problem, kept.name)
 
+    def _read_only_uri(self) -> str:
+        """A read-only connection's address. Without a -wal file no connection is open anywhere (SQLite keeps
+        it while one is), so the file is read as immutable: no -wal or -shm file is created, nothing on disk
+        changes. With one, SQLite reads through it as usual."""
+        wal = self.path.with_name(self.path.name + "-wal")
+        return f"file:{urllib.parse.quote(str(self.path))}?mode=ro" + ("" if wal.exists() else "&immutable=1")
+
     def _write_problem(self) -> str | None:
-        """Why labels.db cannot be written now, or None: the file itself, or the folder its new files go in."""
-        folder_files = [self.path] if not self.path.exists() else [self.path.with_name(self.path.name + "-wal")]
-        try:
-            if self.path.exists():
-                os.close(os.open(self.path, os.O_RDWR))
-        except OSError as exc:
-            return exc.strerror
-        if any(not f.exists() for f in folder_files) and not os.access(self.run_dir, os.W_OK):
+        """Why labels.db cannot be written now, or None: the file itself, or the folder its new files go in.
+        Asked with access(2), never by opening the file: closing any descriptor of it would drop the
+        POSIX locks that this process's SQLite connections hold on it."""
+        if self.path.exists() and not os.access(self.path, os.W_OK):
+            return f"{self.path.name} is read-only"
+        companions = [self.path, self.path.with_name(self.path.name + "-wal")]
+        if any(not f.exists() for f in companions) and not os.access(self.run_dir, os.W_OK):
             return f"the folder {self.run_dir} is read-only"
         return None
 
@@ -225,7 +232,7 @@ class LabelStore:
             raise self._unwritable(problem)
         self._forget_connection()
         if problem:
-            db = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, timeout=30, isolation_level=None,
+            db = sqlite3.connect(self._read_only_uri(), uri=True, timeout=30, isolation_level=None,
                                  check_same_thread=False)
         else:
             # isolation_level=None: transactions are explicit (BEGIN IMMEDIATE in _write).
@@ -239,6 +246,17 @@ class LabelStore:
         db.execute("PRAGMA foreign_keys=ON")
         self._local.db = (db, problem is None)
         return db
+
+    def close(self) -> None:
+        """Close this thread's connection now rather than whenever the store is collected: the last writable
+        connection to close folds the WAL into labels.db and removes the -wal and -shm files."""
+        self._forget_connection()
+
+    def __enter__(self) -> LabelStore:
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()
 
     def _forget_connection(self) -> None:
         cached = getattr(self._local, "db", None)

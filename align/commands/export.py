@@ -24,5 +24,7 @@ def run(args: argparse.Namespace) -> int:
         raise BadInput(f"{out} already exists; pass --overwrite to replace it")
     stores = [open_existing_store(run_dir) for run_dir in args.run_dirs]
     rows = write_labels(stores, out)
+    for store in stores:
+        store.close()
     print(f"wrote {rows} ratings from {len(stores)} run(s) to {out}")
     return 0

@@ -27,8 +27,8 @@ def run(args: argparse.Namespace) -> int:
         raise BadInput(f"--raters must be at least 1, got {args.raters}")
     if not 0.0 <= args.noise <= 1.0:
         raise BadInput(f"--noise is a probability between 0 and 1, got {args.noise}")
-    store = open_run_store(args.run_dir, overlap=args.overlap)
-    counts = simulate(store, raters=args.raters, noise=args.noise, seed=args.seed, prefix=args.name_prefix)
+    with open_run_store(args.run_dir, overlap=args.overlap) as store:
+        counts = simulate(store, raters=args.raters, noise=args.noise, seed=args.seed, prefix=args.name_prefix)
     total = sum(counts.values())
     print(f"{total} simulated ratings by {len(counts)} raters written to {store.path} (noise {args.noise})")
     return 0

@@ -141,10 +141,12 @@ class Demo:
         return True
 
     def _rate(self, run: Path, overlap: int, seed: int) -> bool:
-        from labeling_app.store import open_run_store
+        from labeling_app.export import open_existing_store
 
-        if (run / "labels.db").is_file() and open_run_store(run).progress("").remaining == 0:
-            return False
+        if (run / "labels.db").is_file():
+            with open_existing_store(run) as store:  # read-only: checking a finished stage writes nothing
+                if store.progress("").remaining == 0:
+                    return False
         c = self.config
         self._command("simulate-raters", str(run), "--raters", str(c.raters), "--noise", str(c.noise),
                       "--overlap", str(overlap), "--seed", str(seed))
