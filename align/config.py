@@ -3,11 +3,17 @@
 A config file is a nested mapping; every key must exist in the command's dataclass schema
 and every value must have the declared type. `train.lr=1e-4` style overrides are parsed as
 YAML scalars, so `true`, `3`, `1e-4` and `[1, 2]` mean what they look like.
+
+Numbers are checked against the bounds a field declares in its metadata, e.g.
+`steps: int = field(default=20, metadata={"min": 1})`: "min" / "max" are inclusive, "above" /
+"below" exclusive. Every float must be finite. Plain dict metadata, so that reward_models (a leaf
+package) declares its bounds without importing this module.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from pathlib import Path
@@ -86,6 +92,7 @@ def _build(schema: type, raw: Any, prefix: str, source: str):
     values = {}
     for name, value in raw.items():
         values[name] = _check(hints[name], value, prefix + name, source)
+        _check_bounds(fields[name].metadata, values[name], prefix + name, source)
     missing = [
         prefix + f.name
         for f in fields.values()
@@ -139,6 +146,20 @@ def _check(hint: Any, value: Any, key: str, source: str) -> Any:
     if not isinstance(value, hint):
         raise _wrong_type(key, value, hint, source)
     return value
+
+
+BOUNDS = {"min": ("at least", lambda v, b: v >= b), "max": ("at most", lambda v, b: v <= b),
+          "above": ("above", lambda v, b: v > b), "below": ("below", lambda v, b: v < b)}
+
+
+def _check_bounds(metadata, value: Any, key: str, source: str) -> None:
+    if isinstance(value, float) and not math.isfinite(value):
+        raise BadInput(f"config key '{key}' in {source} must be a finite number, got {value}")
+    if not isinstance(value, (int, float)) or isinstance(value, bool):
+        return
+    for kind, (words, holds) in BOUNDS.items():
+        if kind in metadata and not holds(value, metadata[kind]):
+            raise BadInput(f"config key '{key}' in {source} must be {words} {metadata[kind]}, got {value}")
 
 
 def _wrong_type(key: str, value: Any, hint: Any, source: str) -> BadInput:

@@ -76,6 +76,11 @@ def load_pipeline(reference: str, dtype: str | dict[str, str] = "float32", devic
     return pipeline.to(pick_device(device))
 
 
+def native_image_size(pipeline) -> int:
+    """The side in pixels a pipeline draws by default: its UNet's latent size times the VAE's scale."""
+    return pipeline.unet.config.sample_size * pipeline.vae_scale_factor
+
+
 def clip_backbone_config(reference: str, pretrained: str | None = None):
     """A reward_models BackboneConfig for a shipped CLIP name, an open_clip name, or a local dir."""
     from reward_models.backbones import BackboneConfig

@@ -14,13 +14,13 @@ from reward_models.backbones import BackboneConfig
 
 @dataclass
 class HeadConfig:
-    hidden: int = 256  # 0: a linear head
-    dropout: float = 0.1
+    hidden: int = field(default=256, metadata={"min": 0})  # 0: a linear head
+    dropout: float = field(default=0.1, metadata={"min": 0, "below": 1})
     similarity_skip: bool = True  # add a learned scale of cos(image, text), CLIP score's signal, to the logit
     attributes: bool = True  # also predict, per attribute, whether it is right (learned from reason tags)
     combine: Literal["thumbs", "product"] = "product"  # the reward: thumbs-up logit, or logit of P(up) x P(all right)
     image_features: Literal["pooled", "patches"] = "pooled"  # pooled embedding, or with the patch tokens too
-    patch_hidden: int = 128  # width of the per-patch branch (image_features: patches)
+    patch_hidden: int = field(default=128, metadata={"min": 1})  # width of the per-patch branch (image_features: patches)
 
 
 @dataclass
@@ -28,19 +28,20 @@ class TrainConfig:
     loss: Literal["bce", "mse"] = "bce"
     class_balance: bool = True  # weight positives and negatives equally in the loss
     ratings: Literal["mean", "per_rater"] = "mean"  # one soft target per sample, or one row per rating
-    attribute_weight: float = 1.0  # weight of the per-attribute losses (head.attributes)
-    aux_weight: float = 0.5  # weight of the prompt-classification task (0: off)
-    aux_perturbations: int = 4  # perturbed prompts per positive sample
+    attribute_weight: float = field(default=1.0, metadata={"min": 0})  # weight of the per-attribute losses (head.attributes)
+    aux_weight: float = field(default=0.5, metadata={"min": 0})  # weight of the prompt-classification task (0: off)
+    aux_perturbations: int = field(default=4, metadata={"min": 0})  # perturbed prompts per positive sample
     compare_without_aux: bool = True  # also train with aux_weight 0 and record it, for the report
-    lr: float = 1e-3
-    weight_decay: float = 1e-4
-    batch_size: int = 128
-    max_epochs: int = 300
-    patience: int = 25  # epochs without a better validation loss before stopping
-    val_fraction: float = 0.15  # of the training prompts, for early stopping
-    heldout_fraction: float = 0.2  # of all prompts, only when the labels mark no held-out split
-    encode_batch_size: int = 64
-    seed: int = 0
+    lr: float = field(default=1e-3, metadata={"above": 0})
+    weight_decay: float = field(default=1e-4, metadata={"min": 0})
+    batch_size: int = field(default=128, metadata={"min": 1})
+    max_epochs: int = field(default=300, metadata={"min": 1})
+    patience: int = field(default=25, metadata={"min": 1})  # epochs without a better validation loss before stopping
+    val_fraction: float = field(default=0.15, metadata={"above": 0, "below": 1})  # of the training prompts, for early stopping
+    # of all prompts, only when the labels mark no held-out split
+    heldout_fraction: float = field(default=0.2, metadata={"above": 0, "below": 1})
+    encode_batch_size: int = field(default=64, metadata={"min": 1})
+    seed: int = field(default=0, metadata={"min": 0})
 
 
 @dataclass

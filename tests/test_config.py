@@ -71,3 +71,45 @@ def test_top_level_must_be_mapping(tmp_path):
     path.write_text("- 1\n- 2\n")
     with pytest.raises(BadInput, match="mapping"):
         load_config(Outer, path)
+
+
+@dataclass
+class Bounded:
+    steps: int = field(default=10, metadata={"min": 1})
+    rate: float = field(default=0.5, metadata={"above": 0, "max": 1})
+    free: float = 1.0
+
+
+@pytest.mark.parametrize(("override", "words"), [
+    ("steps=0", "'steps' in defaults must be at least 1, got 0"),
+    ("rate=0", "'rate' in defaults must be above 0, got 0"),
+    ("rate=1.5", "must be at most 1, got 1.5"),
+    ("free=nan", "'free' in defaults must be a finite number, got nan"),
+    ("free=-.inf", "must be a finite number, got -inf"),
+])
+def test_declared_bounds_and_finite_floats(override, words):
+    with pytest.raises(BadInput, match=words.replace("(", r"\(").replace(".", r"\.")):
+        load_config(Bounded, None, [override])
+    assert load_config(Bounded, None, ["steps=1", "rate=1", "free=-3"]) == Bounded(1, 1.0, -3.0)
+
+
+# Values a command used to take and end in a traceback (or run wrongly) with; each now one sentence, exit 2.
+@pytest.mark.parametrize(("argv", "key"), [
+    (["finetune", "--out", "{tmp}/o", "sampling.batches_per_epoch=0"], "sampling.batches_per_epoch"),
+    (["finetune", "--out", "{tmp}/o", "train.inner_epochs=0"], "train.inner_epochs"),
+    (["finetune", "--out", "{tmp}/o", "eval.images_per_prompt=0"], "eval.images_per_prompt"),
+    (["finetune", "--out", "{tmp}/o", "train.lr=nan"], "train.lr"),
+    (["train-reward", "--labels", "{tmp}/l.parquet", "--out", "{tmp}/o", "train.max_epochs=0"], "train.max_epochs"),
+    (["train-reward", "--labels", "{tmp}/l.parquet", "--out", "{tmp}/o", "head.dropout=1"], "head.dropout"),
+    (["evaluate", "--run", "{tmp}", "batch_size=0"], "batch_size"),
+    (["compare", "--run", "a={tmp}", "--run", "b={tmp}", "--out", "{tmp}/c.json", "resamples=10"], "resamples"),
+    (["generate", "--out", "{tmp}/o", "sampling.steps=-1"], "sampling.steps"),
+    (["demo", "--out", "{tmp}/o", "noise=2"], "noise"),
+])
+def test_every_command_refuses_out_of_range_values(tmp_path, capsys, argv, key):
+    from align.cli import main
+
+    assert main([a.replace("{tmp}", str(tmp_path)) for a in argv]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and f"config key '{key}'" in err, err
+    assert not (tmp_path / "o").exists()

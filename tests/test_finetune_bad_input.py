@@ -71,6 +71,18 @@ def test_resume_with_another_config_leaves_checkpoints_untouched(finished_run, c
     assert fingerprint(run) == before
 
 
+def test_resume_without_a_checkpoint_is_refused_not_started_over(finished_run, capsys):
+    """A run stopped before its first checkpoint: --resume used to start over silently, overwriting it."""
+    stopped = finished_run / "stopped"
+    stopped.mkdir()
+    (stopped / "config.yaml").write_bytes((finished_run / "run" / "config.yaml").read_bytes())
+    (stopped / "metrics.jsonl").write_text('{"epoch": 0}\n')
+    before = fingerprint(stopped)
+    err = refused(capsys, "--config", DDPO, "--out", str(stopped), "--resume", *quick(finished_run, "epochs=1", "eval.fidelity=false"))
+    assert "no checkpoint yet" in err
+    assert fingerprint(stopped) == before
+
+
 def test_new_run_into_an_existing_run_is_refused(finished_run, capsys):
     run = finished_run / "run"
     before = fingerprint(run)

@@ -27,7 +27,8 @@ def labels(tmp_path):
         path = tmp_path / f"{i}.png"
         render(scene_for(parse_prompt(prompt), random.Random(i))).save(path)
         for rater in ("ann", "bob"):
-            rows.append({"sample_id": f"{i:06d}", "prompt": prompt, "image_path": str(path), "label": int(i % 2 == 0 or rater == "ann"), "rater": rater})
+            rows.append({"sample_id": f"{i:06d}", "run_dir": str(tmp_path), "prompt": prompt, "category": "custom",
+                         "image_path": str(path), "label": int(i % 2 == 0 or rater == "ann"), "rater": rater})
     pd.DataFrame(rows).to_parquet(tmp_path / "labels.parquet")
     return tmp_path / "labels.parquet"
 
@@ -64,4 +65,17 @@ def test_labels_without_ratings_of_the_fine_tuning_prompts_are_refused(tmp_path,
     args = quick(tmp_path, *SMALL, "prompts=train", "rwr.source=labels", f"rwr.labels={heldout_only}")
     assert main(["finetune", "--config", RWR, "--out", str(out), *args]) == 2
     assert "no ratings of the fine-tuning prompts" in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_labels_of_one_class_are_refused_as_train_reward_refuses_them(tmp_path, labels, capsys):
+    """RWR reads labels with the reward model's reader: all thumbs up carries no preference to weigh by."""
+    all_up = tmp_path / "all_up.parquet"
+    pd.read_parquet(labels).assign(label=1).to_parquet(all_up)
+    out = tmp_path / "run"
+    args = quick(tmp_path, *SMALL, "prompts=train", "rwr.source=labels", f"rwr.labels={all_up}")
+    assert main(["finetune", "--config", RWR, "--out", str(out), *args]) == 2
+    assert "has only thumbs up ratings" in capsys.readouterr().err
+    assert main(["train-reward", "--labels", str(all_up), "--out", str(tmp_path / "reward")]) == 2
+    assert "has only thumbs up ratings" in capsys.readouterr().err
     assert not out.exists()

@@ -96,6 +96,10 @@ def test_existing_run_and_metrics_are_never_overwritten(run_dir, prompt_file):
     main(["evaluate", "--run", str(run_dir), "--overwrite"])
     err = one_sentence(cli("evaluate", "--run", str(run_dir)))
     assert "metrics.json already exists" in err
+    scores = (run_dir / "scores.parquet").read_bytes()
+    err = one_sentence(cli("evaluate", "--run", str(run_dir), "--out", str(run_dir / "other.json")))
+    assert "scores.parquet already exists" in err  # it used to be rewritten while metrics went elsewhere
+    assert (run_dir / "scores.parquet").read_bytes() == scores and not (run_dir / "other.json").exists()
     err = one_sentence(cli("generate", "--out", str(run_dir), "--resume", "prompts=heldout"))
     assert "different config" in err
 
@@ -107,7 +111,8 @@ def test_existing_run_and_metrics_are_never_overwritten(run_dir, prompt_file):
         (["prompts=nonsense"], "unknown prompt set 'nonsense'"),
         (["sampling.stepz=3"], "unknown config key 'sampling.stepz'"),
         (["sampling.steps=fast"], "'sampling.steps'"),
-        (["images_per_prompt=0"], "images_per_prompt must be at least 1"),
+        (["images_per_prompt=0"], "must be at least 1, got 0"),
+        (["sampling.eta=nan"], "'sampling.eta' in"),
     ],
 )
 def test_generate_bad_input(tmp_path, args, words):
@@ -133,6 +138,7 @@ def test_evaluate_corrupt_and_missing_images(run_dir, tmp_path):
     broken = tmp_path / "broken"
     subprocess.run(["cp", "-r", str(run_dir), str(broken)], check=True)
     (broken / "metrics.json").unlink(missing_ok=True)
+    (broken / "scores.parquet").unlink(missing_ok=True)
     (broken / "images" / "000001.png").write_bytes(b"not a png")
     assert "is corrupt" in one_sentence(cli("evaluate", "--run", str(broken)))
     (broken / "images" / "000001.png").unlink()
@@ -152,5 +158,5 @@ def test_sd15_path_reaches_the_loading_call(run_dir, tmp_path):
     result = cli("generate", "--config", "configs/sd15/generate.yaml", "--out", str(tmp_path / "sd"), env=offline)
     assert "could not load the Stable Diffusion pipeline 'runwayml/stable-diffusion-v1-5'" in last_sentence(result)
     result = cli("evaluate", "--config", "configs/sd15/evaluate.yaml", "--run", str(run_dir),
-                 "--out", str(tmp_path / "m.json"), "device=cpu", env=offline)
+                 "--out", str(tmp_path / "m.json"), "--overwrite", "device=cpu", env=offline)  # the run has scores already
     assert "could not load open_clip model ViT-L-14 / openai" in last_sentence(result)

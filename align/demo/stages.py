@@ -192,7 +192,7 @@ class Demo:
     def _evaluate(self, run: Path) -> bool:
         if (run / "metrics.json").is_file():
             return False
-        self._command("evaluate", "--run", str(run))
+        self._command("evaluate", "--run", str(run), "--overwrite")  # without metrics.json, any scores are a stopped try's
         return True
 
     def _finetune(self, method: str, overrides: list[str]) -> bool:

@@ -10,7 +10,7 @@ outside the shapes grammar form a "custom" split.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
@@ -32,16 +32,10 @@ class CompareConfig:
     oracle: bool = True  # judge alignment with the shapes oracle (shapes world only)
     fidelity: bool = True  # Frechet distance to clean renders of the same prompts (shapes world only)
     reward_model: str | None = None  # a reward model directory: mean learned reward per model
-    batch_size: int = 64
+    batch_size: int = field(default=64, metadata={"min": 1})
     device: str = "auto"
-    resamples: int = paired.RESAMPLES  # bootstrap resamples per interval
-    seed: int = 0  # of the bootstrap; the fidelity reference renders use seed 0 too
-
-    def check(self) -> None:
-        if self.resamples < 100:
-            raise BadInput(f"resamples must be at least 100 for a 95% interval, got {self.resamples}")
-        if self.batch_size < 1:
-            raise BadInput(f"batch_size must be at least 1, got {self.batch_size}")
+    resamples: int = field(default=paired.RESAMPLES, metadata={"min": 100})  # bootstrap resamples per interval
+    seed: int = field(default=0, metadata={"min": 0})  # of the bootstrap; the fidelity reference renders use seed 0 too
 
 
 def compare(models: dict[str, list[Path]], config: CompareConfig) -> dict:

@@ -27,7 +27,7 @@ class EvaluateConfig:
     clip_model: str = "shapes-tiny-clip"  # shipped name, open_clip model name, or local-dir:PATH
     clip_pretrained: str | None = None  # open_clip pretrained tag, e.g. openai
     oracle: bool = True  # judge with the shapes oracle (shapes world only)
-    batch_size: int = 64
+    batch_size: int = field(default=64, metadata={"min": 1})
     device: str = "auto"
     generate: GenerateConfig = field(default_factory=GenerateConfig)  # used when evaluating a model
 
@@ -111,8 +111,9 @@ def _alignment(part: pd.DataFrame) -> dict:
 def evaluate(run_dir: str | Path, config: EvaluateConfig, out: str | Path | None = None, overwrite: bool = False) -> dict:
     run_dir = Path(run_dir)
     out = Path(out) if out else run_dir / METRICS
-    if out.exists() and not overwrite:
-        raise BadInput(f"{out} already exists; pass --overwrite to replace it")
+    for existing in (out, run_dir / SCORES):
+        if existing.exists() and not overwrite:
+            raise BadInput(f"{existing} already exists; pass --overwrite to replace it")
     scores = score_run(run_dir, config)
     metrics = {"run_dir": str(run_dir.resolve()), "clip_model": config.clip_model, **summarize(scores)}
     scores.to_parquet(run_dir / SCORES, index=False)

@@ -52,7 +52,11 @@ def prepare_output(out: Path, config: FinetuneConfig, resume: bool) -> Path | No
             changed = sorted(k for k in set(previous) | set(to_dict(config)) if k not in RESUMABLE_CHANGES
                              and previous.get(k) != to_dict(config).get(k))
             raise BadInput(f"cannot resume {out}: it was started with a different config (differs in {', '.join(changed)})")
-        return latest(out)
+        checkpoint = latest(out)
+        if checkpoint is None:  # starting over would overwrite what the run wrote so far
+            raise BadInput(f"cannot resume {out}: it has no checkpoint yet (it stopped before its first, or save_every"
+                           " is 0); start the run again into a new --out")
+        return checkpoint
     if out.exists() and any(out.iterdir()):
         raise BadInput(f"output directory {out} already holds a run; pass --resume to continue it or choose another --out")
     return None

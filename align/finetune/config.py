@@ -24,47 +24,50 @@ class RewardSettings:
 @dataclass
 class LoraSettings:
     enabled: bool = True  # OUT/final holds LoRA weights; False: the full UNet is trained, OUT/final is a pipeline
-    rank: int = 4
-    alpha: float = 4.0
+    rank: int = field(default=4, metadata={"min": 1})
+    alpha: float = field(default=4.0, metadata={"above": 0})
     targets: list[str] = field(default_factory=lambda: ["to_q", "to_k", "to_v", "to_out.0"])
 
 
 @dataclass
 class SamplingSettings:
-    steps: int = 20
-    guidance: float = 5.0
-    eta: float = 1.0  # DDPO needs eta > 0: the step must be a distribution to have a log-probability
-    batch_size: int = 16  # per process
-    batches_per_epoch: int = 2
+    steps: int = field(default=20, metadata={"min": 1})
+    guidance: float = field(default=5.0, metadata={"min": 0})
+    # DDPO needs eta > 0: the step must be a distribution to have a log-probability
+    eta: float = field(default=1.0, metadata={"min": 0, "max": 1})
+    batch_size: int = field(default=16, metadata={"min": 1})  # per process
+    batches_per_epoch: int = field(default=2, metadata={"min": 1})
     group_size: int = 0  # DDPO: 0 draws a prompt per image; k draws k images of each prompt, compared within the group
 
 
 @dataclass
 class TrainSettings:
-    batch_size: int = 16  # per process
-    accumulation: int = 1  # minibatches per optimizer step (DDPO also accumulates over timesteps)
-    lr: float = 3e-4
-    weight_decay: float = 1e-4
-    max_grad_norm: float = 1.0
+    batch_size: int = field(default=16, metadata={"min": 1})  # per process
+    # minibatches per optimizer step (DDPO also accumulates over timesteps)
+    accumulation: int = field(default=1, metadata={"min": 1})
+    lr: float = field(default=3e-4, metadata={"above": 0})
+    weight_decay: float = field(default=1e-4, metadata={"min": 0})
+    max_grad_norm: float = field(default=1.0, metadata={"above": 0})
     # DDPO
-    inner_epochs: int = 1
-    clip_range: float = 1e-4
-    adv_clip_max: float = 5.0
-    timestep_fraction: float = 1.0
-    kl_coef: float = 0.0  # > 0: KL penalty towards the starting model (DPOK)
-    stat_buffer: int = 32  # rewards remembered per prompt for advantage normalisation
-    stat_min_count: int = 16  # fewer than this: normalise with the whole batch instead
+    inner_epochs: int = field(default=1, metadata={"min": 1})
+    clip_range: float = field(default=1e-4, metadata={"above": 0})
+    adv_clip_max: float = field(default=5.0, metadata={"above": 0})
+    timestep_fraction: float = field(default=1.0, metadata={"above": 0, "max": 1})
+    kl_coef: float = field(default=0.0, metadata={"min": 0})  # > 0: KL penalty towards the starting model (DPOK)
+    stat_buffer: int = field(default=32, metadata={"min": 1})  # rewards remembered per prompt for advantage normalisation
+    stat_min_count: int = field(default=16, metadata={"min": 1})  # fewer than this: normalise with the whole batch instead
     # RWR
-    epochs_per_dataset: int = 1
+    epochs_per_dataset: int = field(default=1, metadata={"min": 1})
 
 
 @dataclass
 class RwrSettings:
     source: Literal["generate", "labels"] = "generate"  # weights from the reward of fresh samples, or human labels
     labels: str | None = None  # labels.parquet from `t2i-align export` (source: labels)
-    images_per_prompt: int = 4  # source: generate
-    pretrain_beta: float = 1.0  # weight of the denoising loss on clean renders with true captions
-    pretrain_batch_size: int = 16
+    images_per_prompt: int = field(default=4, metadata={"min": 1})  # source: generate
+    # weight of the denoising loss on clean renders with true captions
+    pretrain_beta: float = field(default=1.0, metadata={"min": 0})
+    pretrain_batch_size: int = field(default=16, metadata={"min": 1})
 
 
 @dataclass
@@ -72,30 +75,34 @@ class BackpropSettings:
     """Reward backpropagation: gradients through the last K sampling steps, K drawn per batch from
     [min_steps, max_steps] (AlignProp's randomised truncation; min = max = K is DRaFT-K)."""
 
-    min_steps: int = 1
-    max_steps: int = 20
-    pretrain_beta: float = 0.0  # weight of the denoising loss on clean renders (clean_data.py) against drift
+    min_steps: int = field(default=1, metadata={"min": 1})
+    max_steps: int = field(default=20, metadata={"min": 1})
+    # weight of the denoising loss on clean renders (clean_data.py) against drift
+    pretrain_beta: float = field(default=0.0, metadata={"min": 0})
     gradient_checkpointing: bool = False  # recompute UNet activations in the backward pass: memory for time (GPUs)
 
 
 @dataclass
 class EvalSettings:
     prompts: str = "heldout"  # the unseen split
-    images_per_prompt: int = 1  # both splits
-    seed: int = 1000  # unseen image i is drawn with seed + i
+    images_per_prompt: int = field(default=1, metadata={"min": 1})  # both splits
+    seed: int = field(default=1000, metadata={"min": 0})  # unseen image i is drawn with seed + i
     seen_prompts: str | None = "train"  # the seen split (null: none): fine-tuning prompts with fresh seeds
-    seen_prompt_count: int = 89  # a fixed sample of this many of them (the held-out set's size), 0: all
-    seen_seed: int = 200_000  # far from every seed that fine-tuning, rating or the demo's runs use
+    # a fixed sample of this many of them (the held-out set's size), 0: all
+    seen_prompt_count: int = field(default=89, metadata={"min": 0})
+    # far from every seed that fine-tuning, rating or the demo's runs use
+    seen_seed: int = field(default=200_000, metadata={"min": 0})
     # The deployment sampler, as `generate` draws (configs/shapes/generate.yaml), whatever the training sampler.
-    steps: int = 20
-    guidance: float = 5.0
-    eta: float = 0.0
-    every: int = 1  # epochs; 0: only before and after training
+    steps: int = field(default=20, metadata={"min": 1})
+    guidance: float = field(default=5.0, metadata={"min": 0})
+    eta: float = field(default=0.0, metadata={"min": 0, "max": 1})
+    every: int = field(default=1, metadata={"min": 0})  # epochs; 0: only before and after training
     oracle: bool = True  # the shapes world's oracle; off for prompts outside it
     fidelity: bool = True  # Frechet distance to clean renders (shapes world only)
     clip_model: str = "shapes-tiny-clip"  # the embedding space of the fidelity measure
-    grid_size: int = 16
-    hacking_tolerance: float = 0.05  # alignment drop, below its best, that counts as reward hacking
+    grid_size: int = field(default=16, metadata={"min": 1})
+    # alignment drop, below its best, that counts as reward hacking
+    hacking_tolerance: float = field(default=0.05, metadata={"min": 0})
 
 
 @dataclass
@@ -104,10 +111,10 @@ class FinetuneConfig:
     backend: Literal["t2i-align", "trl"] = "t2i-align"  # trl: DDPO through TRL 0.23's DDPOTrainer (align/finetune/ddpo_trl.py)
     model: str = "shapes-tiny-sd"
     prompts: str = "train"
-    seed: int = 0
-    epochs: int = 10
-    save_every: int = 1  # epochs between checkpoints; 0: none
-    keep_checkpoints: int = 2
+    seed: int = field(default=0, metadata={"min": 0})
+    epochs: int = field(default=10, metadata={"min": 1})
+    save_every: int = field(default=1, metadata={"min": 0})  # epochs between checkpoints; 0: none
+    keep_checkpoints: int = field(default=2, metadata={"min": 0})
     mixed_precision: Literal["no", "fp16", "bf16"] = "no"
     log_with: Literal["tensorboard", "wandb"] = "tensorboard"
     reward: RewardSettings = field(default_factory=RewardSettings)
@@ -120,18 +127,12 @@ class FinetuneConfig:
 
     def check(self, processes: int = 1) -> None:
         """Every invariant, in one clear sentence each, before any work is done."""
-        s, t = self.sampling, self.train
-        if self.lora.enabled and self.lora.rank < 1:
-            raise BadInput(f"lora.rank must be at least 1, got {self.lora.rank}")
-        if self.epochs < 1 or s.steps < 1 or s.batch_size < 1 or t.batch_size < 1 or t.accumulation < 1:
-            raise BadInput("epochs, sampling.steps and all batch sizes must be at least 1")
+        s, t = self.sampling, self.train  # single values are bounded where declared (align/config.py)
         if self.reward.kind == "learned" and not self.reward.path and not (self.method == "rwr" and self.rwr.source == "labels"):
             raise BadInput("reward.kind: learned needs reward.path, a reward model directory from `t2i-align train-reward`")
         if self.method == "ddpo":
             if s.eta <= 0:
                 raise BadInput(f"DDPO needs sampling.eta > 0 to have per-step log-probabilities, got {s.eta}")
-            if not 0 < t.timestep_fraction <= 1:
-                raise BadInput(f"train.timestep_fraction must be in (0, 1], got {t.timestep_fraction}")
             if s.batch_size % t.batch_size:
                 raise BadInput(
                     f"sampling.batch_size ({s.batch_size}) must be divisible by train.batch_size ({t.batch_size})"

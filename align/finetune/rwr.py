@@ -42,7 +42,9 @@ from align.finetune.run_setup import (
     start,
 )
 from align.generation.prompts import load_prompts
+from align.models import native_image_size
 from align.shapes.prompts import parse_prompt
+from reward_models import labels as reward_labels
 
 DATASET = "rwr_dataset.pt"
 
@@ -114,7 +116,7 @@ def train(config: FinetuneConfig, out: Path, reward_fn, resume_from: Path | None
 def build_dataset(config: FinetuneConfig, pipeline, reward_fn, accelerator) -> dict:
     """{"latents", "weights", "prompts"}: from human labels, or from fresh samples and their reward."""
     if config.rwr.source == "labels":
-        prompts, images, weights = _from_labels(Path(config.rwr.labels), config.prompts)
+        prompts, images, weights = _from_labels(Path(config.rwr.labels), config.prompts, native_image_size(pipeline))
     else:
         prompts, images, weights = _from_samples(config, pipeline, reward_fn, accelerator)
     latents = torch.cat([encode(pipeline, images[i : i + 64]) for i in range(0, len(images), 64)])
@@ -123,16 +125,9 @@ def build_dataset(config: FinetuneConfig, pipeline, reward_fn, accelerator) -> d
 
 def read_labels(path: Path, prompts: str) -> pd.DataFrame:
     """One row per rated image of the fine-tuning prompts: image_path, prompt, and the share of
-    thumbs up (several raters). Ratings of other prompts (a held-out split) are left out."""
-    if not path.is_file():
-        raise BadInput(f"labels file {path} does not exist")
-    try:
-        labels = pd.read_parquet(path)
-    except Exception:
-        raise BadInput(f"labels file {path} is not a readable parquet file") from None
-    missing = {"prompt", "image_path", "label"} - set(labels.columns)
-    if missing or labels.empty:
-        raise BadInput(f"labels file {path} must hold rows with prompt, image_path and label columns")
+    thumbs up (several raters). Read and checked by the reward model's own reader (train-reward
+    refuses what RWR refuses); ratings of other prompts (a held-out split) are left out."""
+    labels = reward_labels.read_labels(path)
     wanted = {p.text for p in load_prompts(prompts)}
     labels = labels[labels["prompt"].isin(wanted)]
     if labels.empty:
@@ -140,15 +135,16 @@ def read_labels(path: Path, prompts: str) -> pd.DataFrame:
     return labels.groupby(["image_path", "prompt"], sort=True)["label"].mean().reset_index()
 
 
-def _from_labels(path: Path, prompts: str) -> tuple[list[str], torch.Tensor, torch.Tensor]:
+def _from_labels(path: Path, prompts: str, size: int) -> tuple[list[str], torch.Tensor, torch.Tensor]:
     per_image = read_labels(path, prompts)
     images = []
     for image_path in per_image["image_path"]:
         try:
             with Image.open(image_path) as image:
-                images.append(torch.from_numpy(np.array(image.convert("RGB").resize((64, 64)))).permute(2, 0, 1).float() / 255)
+                pixels = np.array(image.convert("RGB").resize((size, size), Image.Resampling.BICUBIC))
         except OSError:
             raise BadInput(f"image {image_path} listed in {path} is missing or corrupt") from None
+        images.append(torch.from_numpy(pixels).permute(2, 0, 1).float() / 255)
     return list(per_image["prompt"]), torch.stack(images), torch.tensor(per_image["label"].to_numpy())
 
 
@@ -158,9 +154,9 @@ def _from_samples(config: FinetuneConfig, pipeline, reward_fn, accelerator):
     prompts = [p.text for p in load_prompts(config.prompts) for _ in range(config.rwr.images_per_prompt)]
     batches = []
     pipeline.unet.eval()
-    for start in tqdm(range(0, len(prompts), s.batch_size), desc="RWR samples"):
-        batch = prompts[start : start + s.batch_size]
-        generators = [torch.Generator(pipeline.device).manual_seed(config.seed + start + i) for i in range(len(batch))]
+    for first in tqdm(range(0, len(prompts), s.batch_size), desc="RWR samples"):
+        batch = prompts[first : first + s.batch_size]
+        generators = [torch.Generator(pipeline.device).manual_seed(config.seed + first + i) for i in range(len(batch))]
         with accelerator.autocast():
             batches.append(pipeline(batch, num_inference_steps=s.steps, guidance_scale=s.guidance, eta=s.eta,
                                     generator=generators, output_type="pt").images.float().cpu())

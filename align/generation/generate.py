@@ -21,18 +21,19 @@ from align.config import save_config, to_dict
 from align.errors import BadInput
 from align.generation.best_of import CANDIDATE_FIELDS, CANDIDATES, KEPT_FIELDS, keep_best, plan_candidates
 from align.generation.prompts import load_prompts
-from align.models import load_pipeline, pick_device
+from align.models import load_pipeline, native_image_size, pick_device
 from align.rundir import CONFIG, ensure_writable_dir, write_samples
 from reward_models.reward_model import RewardModel
 
 
 @dataclass
 class SamplingConfig:
-    steps: int = 20
-    guidance: float = 5.0
-    eta: float = 0.0
-    batch_size: int = 32
-    resolution: int | None = None  # None: the model's native size (64 for shapes, 512 for SD v1.5)
+    steps: int = field(default=20, metadata={"min": 1})
+    guidance: float = field(default=5.0, metadata={"min": 0})
+    eta: float = field(default=0.0, metadata={"min": 0, "max": 1})
+    batch_size: int = field(default=32, metadata={"min": 1})
+    # None: the model's native size (64 for shapes, 512 for SD v1.5)
+    resolution: int | None = field(default=None, metadata={"min": 8})
     dtype: Literal["float32", "float16", "bfloat16"] = "float32"
     device: str = "auto"
 
@@ -47,21 +48,17 @@ class GenerateConfig:
     model: str = "shapes-tiny-sd"  # shipped name, local pipeline directory, or hub id
     lora: str | None = None  # LoRA weights from `t2i-align finetune` (OUT/final), loaded on top of the model
     prompts: str = "train"  # named prompt set or text file
-    images_per_prompt: int = 1
-    seed: int = 0
-    best_of: int = 1  # draw this many candidates per image and keep the one the reward likes best
+    images_per_prompt: int = field(default=1, metadata={"min": 1})
+    seed: int = field(default=0, metadata={"min": 0})
+    # draw this many candidates per image and keep the one the reward likes best
+    best_of: int = field(default=1, metadata={"min": 1})
     reward: RewardReference = field(default_factory=RewardReference)
     sampling: SamplingConfig = field(default_factory=SamplingConfig)
 
     def check(self) -> None:
-        if self.images_per_prompt < 1:
-            raise BadInput(f"images_per_prompt must be at least 1, got {self.images_per_prompt}")
-        if self.best_of < 1:
-            raise BadInput(f"best_of must be at least 1, got {self.best_of}")
+        """What single bounds (align/config.py) cannot say."""
         if self.best_of > 1 and not self.reward.path:
             raise BadInput(f"best_of={self.best_of} needs a reward model to pick with: add reward.path=DIR")
-        if self.sampling.steps < 1 or self.sampling.batch_size < 1:
-            raise BadInput("sampling.steps and sampling.batch_size must be at least 1")
         if self.sampling.resolution is not None and self.sampling.resolution % 8:
             raise BadInput(f"sampling.resolution must be a multiple of 8, got {self.sampling.resolution}")
 
@@ -129,7 +126,7 @@ def draw(config: GenerateConfig, out: Path, rows: list[dict], pipeline=None) -> 
         return
     sampling = config.sampling
     pipeline = pipeline or load_pipeline(config.model, sampling.dtype, sampling.device, config.lora)
-    size = sampling.resolution or pipeline.unet.config.sample_size * pipeline.vae_scale_factor
+    size = sampling.resolution or native_image_size(pipeline)
     with tqdm(total=len(todo), desc=f"generating {out.name}", unit="img") as progress:
         for start in range(0, len(todo), sampling.batch_size):
             batch = todo[start : start + sampling.batch_size]
