@@ -1,0 +1,69 @@
+"""Every fine-tuning method learns: trained on a planted reward (how red the image is), its LoRA draws
+redder images than the same method trained on the opposite reward, from the same seeds.
+
+Comparing +reward with -reward, rather than with the starting model, cancels what both runs share
+(the draws, the LoRA's initial noise, drift) and leaves what the reward's sign decides: flip the
+sign of a method's loss, or invert its weights, and the order reverses (checked by hand for each
+method when this test was written)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from finetune_helpers import MODEL, quick
+
+from align.cli import default_config
+from align.config import load_config
+from align.finetune import ddpo, reward_backprop, rwr
+from align.finetune.config import FinetuneConfig
+
+METHODS = {"ddpo": (ddpo.train, "shapes/ddpo.yaml"), "rwr": (rwr.train, "shapes/rwr.yaml"),
+           "reward_backprop": (reward_backprop.train, "shapes/reward_backprop.yaml")}
+SETTINGS = {
+    "ddpo": ["epochs=6", "train.lr=1e-2", "train.clip_range=0.2"],
+    "rwr": ["epochs=4", "train.lr=1e-2", "rwr.pretrain_beta=0", "rwr.images_per_prompt=2", "prompts=heldout"],
+    "reward_backprop": ["epochs=4", "train.lr=1e-2", "backprop.max_steps=3"],
+}
+PROMPTS = ["a blue square", "two circles", "a triangle on a white background", "four diamonds"]
+
+
+def redness(images: torch.Tensor) -> torch.Tensor:
+    """How much redder than green and blue each image is, on average over its pixels (images in [0, 1])."""
+    return (images[:, 0] - images[:, 1:].mean(1)).mean(dim=(1, 2))
+
+
+def planted(sign: int):
+    def reward_fn(images, prompts, metadata):
+        return (sign * redness(images.float())).detach().cpu()
+
+    reward_fn.differentiable = lambda images, prompts: sign * 20 * redness(images)  # a logit for -log sigmoid
+    return reward_fn
+
+
+def mean_redness(lora) -> float:
+    from diffusers import StableDiffusionPipeline
+
+    from align.models import resolve
+
+    pipe = StableDiffusionPipeline.from_pretrained(resolve(MODEL), safety_checker=None, requires_safety_checker=False)
+    pipe.set_progress_bar_config(disable=True)
+    if lora is not None:
+        pipe.load_lora_weights(str(lora))
+    images = pipe(PROMPTS * 4, num_inference_steps=3, guidance_scale=5.0,
+                  generator=[torch.Generator().manual_seed(i) for i in range(len(PROMPTS) * 4)], output_type="pt").images
+    return float(redness(images).mean())
+
+
+@pytest.mark.parametrize("method", list(METHODS))
+def test_a_planted_reward_is_learned_in_a_few_steps(method, tmp_path):
+    train, config_file = METHODS[method]
+    reached = {}
+    for sign in (1, -1):
+        config = load_config(FinetuneConfig, default_config(config_file),
+                             quick(tmp_path, *SETTINGS[method], "eval.every=0", "eval.oracle=false", "eval.fidelity=false"))
+        out = tmp_path / f"run{sign}"
+        train(config, out, planted(sign), None)
+        reached[sign] = mean_redness(out / "final")
+    # Measured when written: DDPO 0.007 vs -0.007, RWR 0.035 vs 0.019, reward backprop 0.052 vs -0.013
+    # (redness of the starting model 0.006); with each loss or weight inverted by hand the order reversed.
+    assert reached[1] - reached[-1] > 0.005, reached
