@@ -124,7 +124,7 @@ class LabelStore:
     """labels.db of one run dir. Safe to share between threads and processes."""
 
     def __init__(self, run_dir: Path, overlap: int | None = None, lease_seconds: float = DEFAULT_LEASE_SECONDS,
-                 max_leases: int = DEFAULT_MAX_LEASES, read_only: bool = False):
+                 max_leases: int = DEFAULT_MAX_LEASES, read_only: bool = False, clock=time.time):
         if max_leases < 1:
             raise LabelingError(f"a rater must be able to hold at least one lease, got max leases {max_leases}")
         if not (math.isfinite(lease_seconds) and lease_seconds > 0):
@@ -134,6 +134,7 @@ class LabelStore:
         self.run_dir = Path(run_dir)
         self.path = self.run_dir / "labels.db"
         self.lease_seconds, self.max_leases, self.read_only = lease_seconds, max_leases, read_only
+        self.clock = clock  # unix seconds; lease expiry is the only use
         self._local = threading.local()
         self._check_existing()
         if not read_only:
@@ -328,7 +329,7 @@ class LabelStore:
     def next_sample(self, rater: str) -> str | None:
         """Lease the next sample for `rater`, or None when nothing is left for them. A rater holds at
         most `max_leases`: a new lease releases their oldest, so no one can hoard the run."""
-        now = time.time()
+        now = self.clock()
         with self._write() as db:
             db.execute("DELETE FROM leases WHERE expires_at <= ?", (now,))
             row = db.execute(_ASSIGN, {"rater": rater, "overlap": self.overlap}).fetchone()
@@ -386,7 +387,7 @@ class LabelStore:
                 raise RatingRefused(f"sample {sample_id} already has the {self.overlap} rating(s) it needs")
             (held_by_others,) = db.execute(
                 "SELECT COUNT(*) FROM leases WHERE sample_id = ? AND rater != ? AND expires_at > ?",
-                (sample_id, rater, time.time()),
+                (sample_id, rater, self.clock()),
             ).fetchone()
             leased_to_rater = db.execute(
                 "SELECT 1 FROM leases WHERE sample_id = ? AND rater = ?", (sample_id, rater)
@@ -420,7 +421,7 @@ class LabelStore:
             rating_id, sample_id, label, reasons, created = row
             db.execute("UPDATE ratings SET undone_at = ? WHERE id = ?", (utc_now(), rating_id))
             db.execute(
-                "INSERT OR REPLACE INTO leases VALUES (?, ?, ?)", (sample_id, rater, time.time() + self.lease_seconds)
+                "INSERT OR REPLACE INTO leases VALUES (?, ?, ?)", (sample_id, rater, self.clock() + self.lease_seconds)
             )
         return Rating(rating_id, sample_id, rater, label, tuple(json.loads(reasons)), created)
 

@@ -75,12 +75,23 @@ def test_resume_completes_missing_images_only(run_dir, prompt_file, tmp_path):
     assert (copy / "images" / "000000.png").stat().st_mtime_ns == kept
 
 
+def scores_parseable(run_dir: Path) -> float:
+    """The share of the run's shapes-world images the oracle can parse, judged here image by image."""
+    from align.shapes.oracle import judge
+    from align.shapes.prompts import parse_prompt
+
+    samples = pd.read_parquet(run_dir / "samples.parquet")
+    verdicts = [judge(Image.open(run_dir / path).convert("RGB"), spec)
+                for prompt, path in zip(samples["prompt"], samples["image_path"]) if (spec := parse_prompt(prompt))]
+    return sum(v.parseable for v in verdicts) / len(verdicts)
+
+
 def test_evaluate_writes_metrics(run_dir):
     assert main(["evaluate", "--run", str(run_dir)]) == 0
     metrics = json.loads((run_dir / "metrics.json").read_text())
     oracle = metrics["oracle"]
     assert oracle["images"] == 6  # the custom prompt is not judged
-    assert 0 <= oracle["parseable"] <= 1
+    assert oracle["parseable"] == pytest.approx(scores_parseable(run_dir))
     assert set(oracle["alignment"]["all"]) >= {"overall", "combination", "color", "count"}
     assert metrics["clip_score"]["mean"] >= 0
     scores = pd.read_parquet(run_dir / "scores.parquet")

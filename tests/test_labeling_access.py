@@ -199,10 +199,12 @@ def test_sessions_end_when_the_account_is_removed_demoted_or_its_password_change
 
 
 def test_a_session_ends_after_the_idle_time(tmp_path):
-    with serving(tmp_path, 4, "bob", idle_minutes=0.02) as server:  # 1.2 s
+    """Through the real server, so time has to pass: 3 s idle is ten times what login-then-start takes
+    here; the sleep only has to exceed it. The rule itself, clock injected: test_labeling_accounts."""
+    with serving(tmp_path, 4, "bob", idle_minutes=0.05) as server:  # 3 s
         bob = RatingClient(server.url, "bob", RATER_PASSWORD)
         assert bob.start()["showing"]
-        time.sleep(2)
+        time.sleep(4)
         with pytest.raises(httpx.HTTPStatusError, match="401 Unauthorized"):
             bob.thumbs_up()
         assert "session of bob ended: idle too long" in (tmp_path / "server.log").read_text()

@@ -59,3 +59,21 @@ def test_bad_account_requests_end_in_one_sentence_and_exit_2(tmp_path, monkeypat
         assert code == 2, argv
         assert message in err and err.count("\n") == 1, err
     assert Accounts(accounts).verify("ann", "long enough")
+
+
+def test_a_login_session_lasts_while_used_and_ends_after_the_idle_time(tmp_path):
+    from labeling_app.sessions import LiveSessions
+
+    accounts = Accounts(tmp_path / "raters.db")
+    accounts.add("bob", "rater-password-1")
+    now = [0.0]
+    sessions = LiveSessions(accounts, idle_seconds=60, clock=lambda: now[0])
+    sessions["token"] = "bob"
+    for _ in range(3):  # each request within the idle time keeps it alive
+        now[0] += 59
+        assert sessions.get("token") == "bob"
+    now[0] += 61
+    assert sessions.get("token") is None and "token" not in sessions
+    sessions["again"] = "bob"
+    accounts.remove("bob")
+    assert sessions.get("again") is None

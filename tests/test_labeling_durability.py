@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import sqlite3
 import threading
-import time
 
 from conftest import RATER_PASSWORD, LabelServer, add_rater, make_run_dir
 
@@ -13,17 +12,21 @@ from labeling_app.http_client import RatingClient
 RATERS = [f"r{i}" for i in range(4)]
 
 
-def rate_until_the_server_dies(url: str, name: str, acknowledged: list, lock: threading.Lock) -> None:
+def rate_until_the_server_dies(url: str, name: str, acknowledged: list, changed: threading.Condition) -> None:
     try:
         client = RatingClient(url, name, RATER_PASSWORD, timeout=15)
         client.start()
         for i in range(10_000):
             receipt = client.thumbs_up() if i % 3 else client.thumbs_down(["wrong count"])
             if receipt["outcome"] == "saved":
-                with lock:
+                with changed:
                     acknowledged.append((receipt["rating_id"], name, receipt["sample_id"], receipt["label"]))
+                    changed.notify_all()
     except Exception:  # the server was killed under us: what matters is what was acknowledged before
         return
+    finally:
+        with changed:
+            changed.notify_all()  # a rater that stopped wakes the test too
 
 
 def test_acknowledged_ratings_survive_sigkill_mid_stream(tmp_path):
@@ -33,16 +36,15 @@ def test_acknowledged_ratings_survive_sigkill_mid_stream(tmp_path):
         add_rater(accounts, name)
     server = LabelServer(run, accounts, tmp_path / "server.log").start()
     acknowledged: list[tuple[int, str, str, int]] = []
-    lock = threading.Lock()
-    threads = [threading.Thread(target=rate_until_the_server_dies, args=(server.url, n, acknowledged, lock), daemon=True)
+    changed = threading.Condition()
+    threads = [threading.Thread(target=rate_until_the_server_dies, args=(server.url, n, acknowledged, changed), daemon=True)
                for n in RATERS]
     try:
         for thread in threads:
             thread.start()
-        deadline = time.monotonic() + 90
-        while len(acknowledged) < 40 and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert len(acknowledged) >= 40, f"only {len(acknowledged)} ratings acknowledged before the deadline"
+        with changed:  # no deadline: the raters either get 40 ratings acknowledged or all stop
+            changed.wait_for(lambda: len(acknowledged) >= 40 or not any(t.is_alive() for t in threads))
+        assert len(acknowledged) >= 40, f"the raters stopped after {len(acknowledged)} acknowledged ratings"
         server.kill()  # mid-stream: clients have requests in flight
         for thread in threads:
             thread.join(timeout=30)

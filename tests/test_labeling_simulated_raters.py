@@ -62,9 +62,11 @@ def test_noise_one_flips_every_verdict_and_noise_is_seeded(tmp_path):
     labels = []
     for name in ("a", "b"):
         other = write_run_dir(tmp_path / name, [(p, render(s)) for p, s, _, _ in CASES])
-        main(["simulate-raters", str(other), "--raters", "2", "--overlap", "2", "--noise", "0.5", "--seed", "7"])
+        assert main(["simulate-raters", str(other), "--raters", "2", "--overlap", "2", "--noise", "0.5", "--seed", "7"]) == 0
         labels.append(sorted((k, v[0]) for k, v in verdicts(other).items()))
-    assert labels[0] == labels[1]
+    assert len(labels[0]) == len(CASES) * 2 and labels[0] == labels[1]
+    flipped = sum(label != CASES[int(sample_id)][2] for (_, sample_id), label in labels[0])
+    assert 0 < flipped < len(labels[0])  # noise 0.5 really drew: some verdicts flipped, not all
 
 
 def test_bad_arguments_and_non_shapes_runs_end_in_exit_2(tmp_path, capsys):

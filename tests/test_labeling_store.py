@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import threading
-import time
 
 import pytest
 from conftest import make_run_dir
 
+from labeling_app.run_dir import read_samples
 from labeling_app.store import LabelStore, RatingRefused, open_run_store
 
 
@@ -32,10 +32,13 @@ def test_each_sample_gets_overlap_distinct_raters_and_no_rater_sees_one_twice(tm
 
 
 def test_a_leased_last_slot_is_not_handed_to_another_rater_until_the_lease_expires(tmp_path):
-    store = open_run_store(make_run_dir(tmp_path, 1), overlap=1, lease_seconds=0.5)
+    now = [1_000.0]
+    store = LabelStore(make_run_dir(tmp_path, 1), overlap=1, lease_seconds=300, clock=lambda: now[0])
+    store.sync_samples(read_samples(store.run_dir), {})
     assert store.next_sample("ann") == "000000"
+    now[0] += 299
     assert store.next_sample("bea") is None
-    time.sleep(0.6)
+    now[0] += 2
     assert store.next_sample("bea") == "000000"
 
 

@@ -33,8 +33,11 @@ def test_model_directory_holds_model_metrics_and_config(model_dir):
     for truth in ("raters", "oracle"):
         for scorer in ("reward", "clip_score"):
             values = metrics["heldout"][truth][scorer]
-            assert 0 <= values["roc_auc"] <= 1 and 0 <= values["accuracy"] <= 1 and values["calibration_error"] >= 0
             assert set(values["accuracy_by_category"]) <= {"count", "color", "background", "combination"}
+    images = pd.read_parquet(model_dir / "predictions.parquet").drop_duplicates("image_path")
+    for scorer in ("reward", "clip_score"):  # the recorded AUC is the one the predictions give, counted here
+        assert metrics["heldout"]["oracle"][scorer]["roc_auc"] == pytest.approx(
+            rank_auc(images[scorer], images["oracle_label"]))
     assert "oracle" in metrics["without_aux"]["heldout"]
     assert metrics["training"]["best_epoch"] <= metrics["training"]["epochs"]
 
@@ -48,10 +51,22 @@ def test_heldout_prompts_never_train(model_dir, labels):
     assert set(predictions["prompt"]) <= set(splits["test"])
 
 
+def rank_auc(scores: pd.Series, truth: pd.Series) -> float:
+    """ROC-AUC as the chance that a random aligned image outscores a random misaligned one (ties count half)."""
+    positive, negative = scores[truth == 1].to_numpy(), scores[truth == 0].to_numpy()
+    wins = (positive[:, None] > negative[None, :]).sum() + 0.5 * (positive[:, None] == negative[None, :]).sum()
+    return wins / (len(positive) * len(negative))
+
+
 def test_learned_reward_generalises_to_heldout_prompts(model_dir):
-    """Well above chance on prompts never trained on; the full-size comparison with CLIP score is in the README."""
+    """Above chance on prompts never trained on by two standard errors of the AUC under chance
+    (Hanley & McNeil: sqrt((n1 + n0 + 1) / (12 n1 n0)), about 0.06 for these 90 images); the
+    full-size comparison with CLIP score is in the README."""
     oracle = json.loads((model_dir / "metrics.json").read_text())["heldout"]["oracle"]
-    assert oracle["reward"]["roc_auc"] > 0.62
+    images = pd.read_parquet(model_dir / "predictions.parquet").drop_duplicates("image_path")
+    n1, n0 = int((images["oracle_label"] == 1).sum()), int((images["oracle_label"] == 0).sum())
+    chance_se = ((n1 + n0 + 1) / (12 * n1 * n0)) ** 0.5
+    assert oracle["reward"]["roc_auc"] > 0.5 + 2 * chance_se, (oracle["reward"]["roc_auc"], n1, n0)
 
 
 def test_saved_model_reproduces_its_predictions(model_dir):
