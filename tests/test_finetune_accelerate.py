@@ -1,7 +1,19 @@
 """The same DDPO (and reward backpropagation) job on two CPU processes and on one process, at the
-same global batch: the two ranks end with identical weights, and the run agrees with the
-single-process one (same samples, same rewards; LoRA weights within a stated tolerance, the
-difference being the order of floating-point sums in the gradient all-reduce)."""
+same global batch: the two ranks end with identical weights, tensor by tensor, and the run agrees
+with the single-process one: same samples, same rewards, and LoRA weights within what AdamW can
+make of gradients that differ only in the order of floating-point sums (the all-reduce adds two
+half-batch gradients, one process adds them in another order).
+
+Why that bound. AdamW moves each weight by lr * m_hat / (sqrt(v_hat) + eps) (plus a decay of
+lr * weight_decay * w). Kingma & Ba (2015, section 2.1) bound |m_hat / sqrt(v_hat)| by
+(1 - beta1) / sqrt(1 - beta2) = 3.16 for the default betas, whatever the gradients. Rounding can
+flip the sign of a gradient that is itself at rounding level, so one step may move a weight in the
+two runs by up to 2 x 3.16 x lr apart; after T steps no weight may differ by more than
+6.32 x lr x T. A weight whose gradient is well above rounding level gets the same Adam step in both
+runs up to the gradient's relative rounding error (about 1e-4 for float32 sums over a batch; measured
+here: medians within 3e-4 of a step), so in every tensor the median weight must agree within 1% of
+lr x T. A layer whose gradients were wrong (not reduced, reduced twice, scaled) moves most of its
+weights by a large part of a step, its median with them."""
 
 from __future__ import annotations
 
@@ -10,14 +22,14 @@ import subprocess
 import sys
 
 import pytest
-import torch
 import yaml
 from finetune_helpers import lora_weights, quick, summary
 
 from align.cli import default_config
 from reward_helpers import rated_labels, trained_model
 
-TOLERANCE = dict(rtol=1e-3, atol=1e-5)
+ADAM_STEP_BOUND = (1 - 0.9) / (1 - 0.999) ** 0.5  # |m_hat / sqrt(v_hat)| <= this, default betas
+MEDIAN_SHARE_OF_A_STEP = 0.01
 
 
 def launch(processes: int, out, tmp, per_process_batch: int, config: str = "shapes/ddpo.yaml", extra: tuple = ()):
@@ -53,18 +65,16 @@ def test_two_processes_match_one_at_the_same_global_batch(tmp_path, name, reques
     config, extra = method(name, request)
     one = launch(1, tmp_path / "one", tmp_path, 4, config, extra)
     two = launch(2, tmp_path / "two", tmp_path, 2, config, extra)
-    assert two["processes"] == 2 and len(two["rank_checksums"]) == 2
-    assert two["rank_checksums"][0] == two["rank_checksums"][1]  # DDP kept the ranks in lockstep
+    assert two["processes"] == 2 and len(two["rank_weight_digests"]) == 2
+    assert two["rank_weight_digests"][0] == two["rank_weight_digests"][1]  # every tensor bit-equal on both ranks
     assert one["optimizer_steps"] == two["optimizer_steps"]
     rewards = lambda s: [h["reward/mean"] for h in s["history"] if "reward/mean" in h]
     # every sample is drawn from the same seed, whichever rank draws it; batches of 2 and 4 round differently
     assert rewards(two) == pytest.approx(rewards(one), rel=1e-4)
     a, b = lora_weights(tmp_path / "one"), lora_weights(tmp_path / "two")
-    # Adam's normalised update can turn rounding in a near-zero gradient into a whole step of the
-    # opposite sign (2 x the learning rate apart) at each optimizer step, so a rare weight may differ
-    # by that much; nearly all must agree closely.
-    differences = torch.cat([(a[k] - b[k]).abs().flatten() for k in a])
-    close = torch.cat([torch.isclose(b[k], a[k], **TOLERANCE).flatten() for k in a])
     learning_rate = yaml.safe_load((tmp_path / "one" / "config.yaml").read_text())["train"]["lr"]
-    assert differences.max() <= 2 * learning_rate * one["optimizer_steps"], differences.max()
-    assert close.float().mean() >= 0.99, f"{close.float().mean():.2%} of weights agree"
+    steps = learning_rate * one["optimizer_steps"]
+    for name in a:
+        difference = (a[name] - b[name]).abs()
+        assert difference.max() <= 2 * ADAM_STEP_BOUND * steps, (name, float(difference.max()), steps)
+        assert difference.median() <= MEDIAN_SHARE_OF_A_STEP * steps, (name, float(difference.median()), steps)

@@ -70,7 +70,7 @@ def write_summary(out, result: dict) -> dict:
 
     history = result["history"]
     summary = {"epochs": history[-1]["epoch"], "processes": result["processes"], "optimizer_steps": result["optimizer_steps"],
-               "queries": history[-1]["queries"], "rank_checksums": result["rank_checksums"], "alignment": {}}
+               "queries": history[-1]["queries"], "rank_weight_digests": result["rank_weight_digests"], "alignment": {}}
     for split in ("unseen", "seen"):
         key, fidelity = f"eval/{split}/oracle_alignment", f"eval/{split}/fidelity_frechet"
         evaluated = [h for h in history if key in h]

@@ -129,7 +129,7 @@ def train(config: FinetuneConfig, out: Path, reward_fn, resume_from: Path | None
             **({"reward/flat_groups": flat_groups} if flat_groups is not None else {}),
             **{k: float(np.mean([st[k] for st in stats])) for k in stats[0]},
         }
-        metrics = {k: float(accelerator.reduce(torch.tensor(v), "mean")) if k.startswith("train/") else v for k, v in metrics.items()}
+        metrics = {k: float(accelerator.reduce(torch.tensor(v, device=accelerator.device), "mean")) if k.startswith("train/") else v for k, v in metrics.items()}
         end_epoch(accelerator, monitor, counters, metrics, log, config)
         checkpoint_if_due(config, out, accelerator, counters)
     return finish(config, out, accelerator, pipeline, params, counters)

@@ -112,7 +112,7 @@ def train(config: FinetuneConfig, out: Path, reward_fn, resume_from: Path | None
             "reward/mean": float(rewards.mean()),
             "reward/std": float(rewards.std()),
             "perf/samples_per_second": per_epoch / (time.perf_counter() - began),
-            **{key: float(accelerator.reduce(torch.tensor(np.mean([st[key] for st in stats])), "mean")) for key in stats[0]},
+            **{key: float(accelerator.reduce(torch.tensor(np.mean([st[key] for st in stats]), device=accelerator.device), "mean")) for key in stats[0]},
         }
         end_epoch(accelerator, monitor, counters, metrics, log, config)
         checkpoint_if_due(config, out, accelerator, counters)

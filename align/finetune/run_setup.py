@@ -123,11 +123,15 @@ def start(config: FinetuneConfig, out: Path, accelerator, resume_from: Path | No
         accelerator.init_trackers("finetune", config=_flat(to_dict(config)))
 
 
-def rank_checksums(accelerator, params) -> list[float]:
-    """Every process's sum of its trainable weights: equal on all ranks, or the ranks diverged."""
+def rank_weight_digests(accelerator, params) -> list[list[str]]:
+    """Per process, a digest of each trainable tensor's bytes: equal tensor by tensor on all ranks, or the
+    ranks diverged (a sum could hide a difference confined to one layer)."""
+    import hashlib
+
     from accelerate.utils import gather_object
 
-    return gather_object([float(sum(p.detach().double().sum() for p in params))])
+    digests = [hashlib.sha256(p.detach().float().cpu().contiguous().numpy().tobytes()).hexdigest()[:16] for p in params]
+    return gather_object([digests])
 
 
 def save_final(config: FinetuneConfig, out: Path, accelerator, pipeline) -> Path:
@@ -156,10 +160,10 @@ def checkpoint_if_due(config: FinetuneConfig, out: Path, accelerator, counters: 
 def finish(config: FinetuneConfig, out: Path, accelerator, pipeline, params, counters: Counters) -> dict:
     """Save final/, close the run, and return what `finetune` summarises."""
     save_final(config, out, accelerator, pipeline)
-    checksums = rank_checksums(accelerator, params)  # before end_training, which closes the process group
+    digests = rank_weight_digests(accelerator, params)  # before end_training, which closes the process group
     accelerator.end_training()
     return {"history": counters.history, "optimizer_steps": counters.optimizer_steps,
-            "processes": accelerator.num_processes, "rank_checksums": checksums}
+            "processes": accelerator.num_processes, "rank_weight_digests": digests}
 
 
 def _flat(tree: dict, prefix: str = "") -> dict:

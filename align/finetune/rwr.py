@@ -107,7 +107,7 @@ def train(config: FinetuneConfig, out: Path, reward_fn, resume_from: Path | None
                 losses[key].append(value.item())
         counters.epoch = epoch + 1
         metrics = {"epoch": counters.epoch, "perf/samples_per_second": steps_per_epoch * global_batch / (time.perf_counter() - began)}
-        metrics |= {k: float(accelerator.reduce(torch.tensor(np.mean(v)), "mean")) for k, v in losses.items()}
+        metrics |= {k: float(accelerator.reduce(torch.tensor(np.mean(v), device=accelerator.device), "mean")) for k, v in losses.items()}
         end_epoch(accelerator, monitor, counters, metrics, log, config)
         checkpoint_if_due(config, out, accelerator, counters)
     return finish(config, out, accelerator, pipeline, params, counters)
