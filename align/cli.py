@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import importlib.resources
 import sys
-from pathlib import Path
 
 from align.errors import BadInput
 
@@ -75,12 +75,10 @@ def main(argv: list[str] | None = None) -> int:
     return int(code or 0)
 
 
-CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
-
-
 def default_config(relative: str) -> str:
-    """A config of the repository's configs/ folder, found wherever the command runs from."""
-    return str(CONFIG_DIR / relative)
+    """A config shipped with the package (align/configs/; configs/ at the repository root links to it),
+    found wherever the command runs from and however t2i-align was installed."""
+    return str(importlib.resources.files("align") / "configs" / relative)
 
 
 def add_config_arguments(parser: argparse.ArgumentParser, default_config: str | None) -> None:

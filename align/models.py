@@ -81,10 +81,14 @@ def native_image_size(pipeline) -> int:
     return pipeline.unet.config.sample_size * pipeline.vae_scale_factor
 
 
+def shipped_tiny_clip() -> str:
+    """The shipped tiny CLIP's folder: the entry point that lets reward_models load it by name
+    (pyproject.toml, group reward_models.named_backbones)."""
+    return resolve("shapes-tiny-clip")
+
+
 def clip_backbone_config(reference: str, pretrained: str | None = None):
-    """A reward_models BackboneConfig for a shipped CLIP name, an open_clip name, or a local dir."""
+    """A reward_models BackboneConfig for a shipped CLIP name (kept as the name), an open_clip name, or a local dir."""
     from reward_models.backbones import BackboneConfig
 
-    if reference in SHIPPED:
-        return BackboneConfig(kind="open_clip", name="local-dir:" + resolve(reference))
-    return BackboneConfig(kind="open_clip", name=reference, pretrained=pretrained)
+    return BackboneConfig(kind="open_clip", name=reference, pretrained=None if reference in SHIPPED else pretrained)

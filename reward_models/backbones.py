@@ -2,6 +2,7 @@
 
     BackboneConfig(kind="open_clip", name="ViT-L-14", pretrained="openai")      # real CLIP
     BackboneConfig(kind="open_clip", name="local-dir:/path/to/tiny-clip")       # open_clip folder
+    BackboneConfig(kind="open_clip", name="shapes-tiny-clip")                   # a folder a package ships, by name
     BackboneConfig(kind="transformers", name="openai/clip-vit-large-patch14")   # CLIPModel dir or hub id
 
 Embeddings come back L2-normalised, one row per image or text. Images are a list of PIL
@@ -55,7 +56,7 @@ class ClipBackbone:
     def _load_open_clip(self, config: BackboneConfig) -> None:
         import open_clip
 
-        name = config.name
+        name = open_clip_name(config.name)
         if name.startswith("local-dir:") and not Path(name.removeprefix("local-dir:")).is_dir():
             raise RewardModelError(f"open_clip model folder {name.removeprefix('local-dir:')} does not exist")
         if not name.startswith(("local-dir:", "hf-hub:")) and name.replace("/", "-") not in open_clip.list_models():
@@ -165,7 +166,7 @@ class ClipBackbone:
     def fingerprint(self) -> str:
         """Identifies these weights: a content hash of local files, else the name and tag."""
         config = self.config
-        folder = Path(config.name.removeprefix("local-dir:"))
+        folder = Path(open_clip_name(config.name).removeprefix("local-dir:"))
         digest = hashlib.sha256(f"{config.kind}|{config.name}|{config.pretrained}".encode())
         files = sorted(p for p in folder.rglob("*") if p.is_file()) if folder.is_dir() else []
         if config.pretrained and Path(config.pretrained).is_file():
@@ -178,6 +179,20 @@ class ClipBackbone:
                     for chunk in iter(lambda: handle.read(1 << 22), b""):
                         digest.update(chunk)
         return digest.hexdigest()[:16]
+
+
+NAMED_BACKBONES = "reward_models.named_backbones"
+
+
+def open_clip_name(name: str) -> str:
+    """A backbone name as open_clip takes it. A name that an installed package ships under (an entry point
+    of the group `reward_models.named_backbones`, returning the folder) becomes `local-dir:FOLDER`, so a
+    model directory that names it loads wherever the package and the directory are."""
+    from importlib.metadata import entry_points
+
+    for entry in entry_points(group=NAMED_BACKBONES, name=name):
+        return "local-dir:" + str(entry.load()())
+    return name
 
 
 def _as_tensor(features) -> torch.Tensor:

@@ -14,12 +14,11 @@ def add_arguments(parser) -> None:
 
 def run(args) -> None:
     import json
-    from dataclasses import replace
     from pathlib import Path
 
     from align.config import load_config
     from align.errors import BadInput
-    from align.models import SHIPPED, clip_backbone_config, pick_device
+    from align.models import SHIPPED, pick_device, resolve
     from reward_models.config import RewardConfig
     from reward_models.labels import read_labels
     from reward_models.model_dir import write_reward_dir
@@ -30,7 +29,7 @@ def run(args) -> None:
     if out.exists() and any(out.iterdir()) and not args.overwrite:
         raise BadInput(f"reward model directory {out} already exists; pass --overwrite to replace it")
     if config.backbone.name in SHIPPED:
-        config = replace(config, backbone=replace(config.backbone, name=clip_backbone_config(config.backbone.name).name))
+        resolve(config.backbone.name)  # missing shipped weights: one sentence now, not deep in training
     labels = read_labels(args.labels)
     perturb = None
     if config.world == "shapes":
