@@ -10,8 +10,15 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from align.generation.prompts import load_prompts
+from align.models import native_image_size
 from align.shapes.prompts import parse_prompt, scene_for
 from align.shapes.world import render
+
+
+def clean_prompts(prompt_set: str) -> list:
+    """The prompts of a set that the shapes world can render: the pre-training term's captions."""
+    return [p for p in load_prompts(prompt_set) if parse_prompt(p.text)]
 
 
 def training_scheduler(pipeline):
@@ -41,4 +48,7 @@ def clean_batch(pipeline, prompts, size: int, rng: random.Random) -> tuple[torch
     chosen = [rng.choice(prompts).text for _ in range(size)]
     pixels = np.stack([np.asarray(render(scene_for(parse_prompt(p), rng))) for p in chosen])
     images = torch.from_numpy(pixels).permute(0, 3, 1, 2).float() / 255
+    side = native_image_size(pipeline)
+    if images.shape[-1] != side:  # a model at another resolution than the renderer's
+        images = F.interpolate(images, size=(side, side), mode="bilinear", antialias=True).clamp(0, 1)
     return encode(pipeline, images), chosen

@@ -156,6 +156,17 @@ class FinetuneConfig:
             self._check_trl()
         if self.method == "rwr" and self.rwr.source == "labels" and not self.rwr.labels:
             raise BadInput("rwr.source: labels needs rwr.labels, a labels.parquet from `t2i-align export`")
+        self._check_pretraining_prompts()
+
+    def _check_pretraining_prompts(self) -> None:
+        key, beta = {"rwr": ("rwr.pretrain_beta", self.rwr.pretrain_beta),
+                     "reward_backprop": ("backprop.pretrain_beta", self.backprop.pretrain_beta)}.get(self.method, ("", 0))
+        if beta > 0:
+            from align.finetune.clean_data import clean_prompts
+
+            if not clean_prompts(self.prompts):
+                raise BadInput(f"{key} {beta} adds the denoising loss on clean shapes-world renders of the prompts, but no"
+                               f" prompt of {self.prompts} is a shapes-world prompt; set {key}=0")
 
     def _check_backprop(self) -> None:
         b = self.backprop

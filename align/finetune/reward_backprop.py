@@ -28,7 +28,7 @@ import torch.nn.functional as F
 from torch.utils.checkpoint import checkpoint
 from tqdm import tqdm
 
-from align.finetune.clean_data import clean_batch, denoising_loss, training_scheduler
+from align.finetune.clean_data import clean_batch, clean_prompts, denoising_loss, training_scheduler
 from align.finetune.config import FinetuneConfig
 from align.finetune.ddim_logprob import guided_eps
 from align.finetune.draws import draw_seed, prompt_of
@@ -45,7 +45,6 @@ from align.finetune.run_setup import (
     start,
 )
 from align.generation.prompts import load_prompts
-from align.shapes.prompts import parse_prompt
 
 
 def train(config: FinetuneConfig, out: Path, reward_fn, resume_from: Path | None) -> dict:
@@ -61,7 +60,7 @@ def train(config: FinetuneConfig, out: Path, reward_fn, resume_from: Path | None
 
     embed = PromptEmbeddings(pipeline)
     prompts = [p.text for p in load_prompts(config.prompts)]
-    clean_prompts = [p for p in load_prompts(config.prompts) if parse_prompt(p.text)]
+    shapes_prompts = clean_prompts(config.prompts)
     noise_scheduler = training_scheduler(pipeline)
     scheduler = pipeline.scheduler
     scheduler.set_timesteps(s.steps, device=accelerator.device)
@@ -93,7 +92,7 @@ def train(config: FinetuneConfig, out: Path, reward_fn, resume_from: Path | None
                     pretrain = torch.zeros((), device=accelerator.device)
                     if bp.pretrain_beta > 0:
                         g = torch.Generator().manual_seed(draw_seed(config.seed, epoch, 2 * 10**9 + b * P + rank))
-                        clean, captions = clean_batch(pipeline, clean_prompts, s.batch_size, random.Random(g.initial_seed()))
+                        clean, captions = clean_batch(pipeline, shapes_prompts, s.batch_size, random.Random(g.initial_seed()))
                         pretrain = denoising_loss(unet, noise_scheduler, clean, embed(captions), g).mean()
                 total = loss + bp.pretrain_beta * pretrain
                 accelerator.backward(total)

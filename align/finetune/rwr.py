@@ -27,7 +27,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from align.errors import BadInput
-from align.finetune.clean_data import clean_batch, denoising_loss, encode, training_scheduler
+from align.finetune.clean_data import clean_batch, clean_prompts, denoising_loss, encode, training_scheduler
 from align.finetune.config import FinetuneConfig
 from align.finetune.monitor import Monitor, end_epoch, evaluate_and_record
 from align.finetune.run_setup import (
@@ -43,7 +43,6 @@ from align.finetune.run_setup import (
 )
 from align.generation.prompts import load_prompts
 from align.models import native_image_size
-from align.shapes.prompts import parse_prompt
 from reward_models import labels as reward_labels
 
 DATASET = "rwr_dataset.pt"
@@ -66,7 +65,7 @@ def train(config: FinetuneConfig, out: Path, reward_fn, resume_from: Path | None
     data = torch.load(out / DATASET)
     embed = PromptEmbeddings(pipeline)
     noise_scheduler = training_scheduler(pipeline)
-    train_prompts = [p for p in load_prompts(config.prompts) if parse_prompt(p.text)]
+    train_prompts = clean_prompts(config.prompts)
     P, rank = accelerator.num_processes, accelerator.process_index
     n, global_batch = len(data["prompts"]), tr.batch_size * P
     if n < global_batch:
