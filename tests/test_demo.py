@@ -93,7 +93,7 @@ def test_another_config_in_the_same_directory_is_refused(quick_demo):
 
 @pytest.mark.parametrize("override, sentence", [
     ("train_overlap=4", "between 1 and raters"),
-    ("noise=1.5", "probability"),
+    ("noise=1.5", "'noise' in"),
     ("heldout_images_per_prompt=0", "at least 1"),
     ("ddpo_steps=3", "ddpo_steps"),
 ])
