@@ -35,7 +35,9 @@ def test_quick_demo_hands_over_images_a_new_rater_can_rate(quick_demo_run, tmp_p
 def test_quick_demo_writes_every_stage_output(quick_demo):
     for path in ["round1/train/samples.parquet", "round1/train/labels.db", "round1/heldout/metrics.json",
                  "round1/labels.parquet", "reward-r1/model.safetensors", "reward-r2/model.safetensors",
-                 "ddpo/final", "rwr/final", "eval/ddpo-heldout/metrics.json", "eval/rwr-heldout/metrics.json",
+                 "ddpo/final", "rwr/final", "reward_backprop/final", "eval/ddpo-heldout/metrics.json",
+                 "eval/rwr-heldout/metrics.json", "eval/reward_backprop-heldout/metrics.json",
+                 "eval/reward_backprop-seen/metrics.json",
                  "round2/train/labels.db", "round2/labels.parquet", "summary.json", "report.html", "stage_seconds.json",
                  "eval/baseline-seen/metrics.json", "eval/ddpo-seen/metrics.json", "eval/rwr-seen/metrics.json",
                  "seen_prompts.txt", "compare.json", "eval/best_of-seen/metrics.json", "eval/best_of-heldout/metrics.json",

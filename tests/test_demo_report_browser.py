@@ -11,7 +11,7 @@ from pathlib import Path
 from playwright.sync_api import sync_playwright
 
 CHROMIUM = Path("/usr/bin/chromium")
-SECTIONS = ["Headline", "Baseline, RWR, DDPO and best-of-n on seen and unseen prompts", "Learned reward vs CLIP score",
+SECTIONS = ["Headline", "Baseline, RWR, DDPO, reward backpropagation and best-of-n on seen and unseen prompts", "Learned reward vs CLIP score",
             "Before and after: the same prompt and seed", "Training curves", "Reward hacking",
             "Round 2: rating the fine-tuned model's images", "Rater agreement", "Provenance"]
 
@@ -32,7 +32,7 @@ def test_demo_report_renders_offline_without_errors_or_broken_images(quick_demo,
         page.screenshot(path=str(tmp_path / "demo_report.png"), full_page=True)
         images = page.evaluate("[...document.images].map(i => ({alt: i.alt, ok: i.complete && i.naturalWidth > 0}))")
         headings = page.evaluate("[...document.querySelectorAll('h2')].map(h => h.textContent)")
-        summary_rows = page.locator("h2:text-is('Baseline, RWR, DDPO and best-of-n on seen and unseen prompts') ~ table").first.locator("tr")
+        summary_rows = page.locator("h2:text-is('Baseline, RWR, DDPO, reward backpropagation and best-of-n on seen and unseen prompts') ~ table").first.locator("tr")
         models = [summary_rows.nth(i).locator("td").first.text_content() for i in range(1, summary_rows.count())]
         browser.close()
     assert errors == []
@@ -40,4 +40,5 @@ def test_demo_report_renders_offline_without_errors_or_broken_images(quick_demo,
     assert len(images) >= 4 * 8  # before/after grid alone shows four images a prompt
     assert all(url.startswith(("file:", "data:")) for url in requests)  # offline: nothing fetched from a network
     assert [h for h in headings if h in SECTIONS] == SECTIONS  # all there, in reading order
-    assert models == ["Baseline", "RWR", "RWR − baseline", "DDPO", "DDPO − baseline", "Best-of-n", "Best-of-n − baseline"]
+    assert models == ["Baseline", "RWR", "RWR − baseline", "DDPO", "DDPO − baseline", "Reward backprop",
+                      "Reward backprop − baseline", "Best-of-n", "Best-of-n − baseline"]

@@ -31,6 +31,7 @@ class DemoConfig:
     reward: list[str] = field(default_factory=list)  # overrides for both `train-reward` runs
     ddpo: list[str] = field(default_factory=list)  # overrides of configs/shapes/ddpo.yaml
     rwr: list[str] = field(default_factory=list)  # overrides of configs/shapes/rwr.yaml
+    reward_backprop: list[str] = field(default_factory=list)  # overrides of configs/shapes/reward_backprop.yaml
 
     def check(self) -> None:
         """What single bounds (align/config.py) cannot say."""

@@ -20,8 +20,8 @@ from align.reports.plots import hacking_figure, image_uri, png_uri, sample_effic
 from align.reports.reward_report import PAGE, add_best_of_curves, heldout_ratings, sections, write_page
 from align.rundir import read_samples
 
-MODELS = {"baseline": "Baseline", "rwr": "RWR", "ddpo": "DDPO", "best_of": "Best-of-n"}
-METHODS = {"ddpo": "DDPO", "rwr": "RWR"}
+MODELS = {"baseline": "Baseline", "rwr": "RWR", "ddpo": "DDPO", "reward_backprop": "Reward backprop", "best_of": "Best-of-n"}
+METHODS = {"ddpo": "DDPO", "rwr": "RWR", "reward_backprop": "Reward backprop"}
 CATEGORIES = ("count", "color", "background", "combination", "overall")
 SPLITS = {"unseen": "unseen (held-out) prompts", "seen": "seen (training) prompts, fresh seeds"}
 SHOWN_PROMPTS = 8
@@ -139,7 +139,7 @@ def _summary_table(summary: dict) -> str:
         tables.append(f"<h3>{what.capitalize()}</h3><table><tr><th>model</th><th>images</th>{header}<th>parseable</th>"
                       f"<th>mean reward</th><th>CLIP score</th><th>fidelity (Fréchet)</th></tr>{''.join(rows)}</table>")
     return (
-        "<h2>Baseline, RWR, DDPO and best-of-n on seen and unseen prompts</h2><p>The four models drew images for the same"
+        "<h2>Baseline, RWR, DDPO, reward backpropagation and best-of-n on seen and unseen prompts</h2><p>The five models drew images for the same"
         " prompts with the same seeds: <i>seen</i> are the training prompts with fresh seeds, never used in"
         " fine-tuning or rating; <i>unseen</i> are the held-out prompts, whose attribute pairs no model or reward"
         " saw. <i>Oracle alignment</i> is the share of images a program that parses the scene judges to show"
@@ -222,13 +222,13 @@ def _training_curves(demo_dir: Path, histories: dict[str, list[dict]]) -> str:
         "<h2>Training curves</h2><p>Against the reward queries spent, the images the reward scored for training"
         " (the budget that matters when the reward is people): left, oracle alignment on the seen and unseen"
         " prompts at the runs' own evaluations (fixed prompts and seeds, the deployment sampler; shaded: 95%"
-        " intervals over prompts); right, the mean learned reward, of each epoch's training samples (DDPO; RWR"
-        " scores one fixed set of images before training and draws none) and on unseen prompts. Epoch 0 is"
+        " intervals over prompts); right, the mean learned reward, of each epoch's training samples (DDPO and"
+        " reward backpropagation; RWR scores one fixed set of images before training and draws none) and on unseen prompts. Epoch 0 is"
         " before any training. A reward that climbs while alignment stays flat or falls is a reward the model"
         " learned to please without following prompts better. These evaluations draw one image per prompt, so"
         " their intervals are wider than the table's.</p>"
         f"<img alt='sample efficiency' src='{sample_efficiency_figure(histories)}'>" + grid_table
-        + _source("ddpo/metrics.json (history)", "rwr/metrics.json (history)", "ddpo/grids/", "rwr/grids/")
+        + _source(*(f"{m}/metrics.json (history)" for m in METHODS), *(f"{m}/grids/" for m in METHODS))
     )
 
 
@@ -240,7 +240,7 @@ def _reward_hacking(demo_dir: Path, histories: dict[str, list[dict]]) -> str:
         warnings += [f"<li><b>{label}</b>: {html.escape(line[line.index('reward hacking:'):])}</li>"
                      for line in lines if "reward hacking:" in line]
     logged = (f"<p>Warnings the runs logged:</p><ul>{''.join(warnings)}</ul>" if warnings else
-              "<p>Neither run logged a reward-hacking warning: at no evaluation did the reward rise above its value"
+              "<p>No run logged a reward-hacking warning: at no evaluation did the reward rise above its value"
               " at the best alignment so far while alignment fell more than the tolerance below that best.</p>")
     return (
         "<h2>Reward hacking</h2><p>Fine-tuning maximises a learned reward, which can be fooled. Each point is one"
@@ -248,7 +248,7 @@ def _reward_hacking(demo_dir: Path, histories: dict[str, list[dict]]) -> str:
         " Real progress moves up (alignment rises); reward hacking moves right (reward up) and down (alignment"
         " down). The runs check this at every evaluation and log a warning when it happens.</p>"
         f"<img alt='reward against oracle alignment' src='{hacking_figure(histories)}'>" + logged
-        + _source("ddpo/metrics.json (history)", "rwr/metrics.json (history)", "ddpo/train.log", "rwr/train.log")
+        + _source(*(f"{m}/metrics.json (history)" for m in METHODS), *(f"{m}/train.log" for m in METHODS))
     )
 
 

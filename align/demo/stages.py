@@ -8,11 +8,11 @@ overwritten. Fine-tuning runs in a child process so that accelerate owns that pr
     OUT/round1/{train,heldout}   baseline images, their ratings (labels.db), held-out evaluation
     OUT/round1/labels.parquet    exported round-1 ratings
     OUT/reward-r1, OUT/reward-r2 reward models of round 1 and of rounds 1 + 2
-    OUT/ddpo, OUT/rwr            fine-tuning runs (LoRA in final/)
-    OUT/eval/{ddpo,rwr}-heldout  the fine-tuned models on the held-out prompts, same seeds as the baseline
+    OUT/ddpo, OUT/rwr, OUT/reward_backprop   fine-tuning runs (LoRA in final/)
+    OUT/eval/{ddpo,rwr,reward_backprop}-heldout  the fine-tuned models on the held-out prompts, same seeds as the baseline
     OUT/eval/best_of-*           best-of-n sampling from the baseline with the round-1 reward (candidates/ kept)
     OUT/eval/*-seen              every model on the training prompts with fresh seeds (the seen split)
-    OUT/compare.json             `t2i-align compare` of the four models on both splits, with intervals
+    OUT/compare.json             `t2i-align compare` of the five models on both splits, with intervals
     OUT/round2/train             the DDPO model's images of the training prompts, rated
     OUT/summary.json, OUT/report.html
 """
@@ -33,9 +33,10 @@ from align.errors import BadInput
 # Each model's runs, seen split first; the baseline's unseen run is round 1's held-out run.
 COMPARED = (("baseline", "eval/baseline-seen"), ("baseline", "round1/heldout"), ("ddpo", "eval/ddpo-seen"),
             ("ddpo", "eval/ddpo-heldout"), ("rwr", "eval/rwr-seen"), ("rwr", "eval/rwr-heldout"),
+            ("reward_backprop", "eval/reward_backprop-seen"), ("reward_backprop", "eval/reward_backprop-heldout"),
             ("best_of", "eval/best_of-seen"), ("best_of", "eval/best_of-heldout"))
 STAGES = ("baseline images", "round-1 ratings", "round-1 reward", "baseline evaluation", "DDPO", "RWR",
-          "fine-tuned evaluation", "round 2", "summary and report")
+          "reward backpropagation", "fine-tuned evaluation", "round 2", "summary and report")
 
 
 class Demo:
@@ -59,7 +60,7 @@ class Demo:
 
     def _stages(self):
         return (self.baseline_images, self.round1_ratings, self.round1_reward, self.baseline_evaluation,
-                self.ddpo, self.rwr, self.finetuned_evaluation, self.round2, self.summary_and_report)
+                self.ddpo, self.rwr, self.reward_backprop, self.finetuned_evaluation, self.round2, self.summary_and_report)
 
     # -- the stages: each returns whether it did any work --------------------------------------
 
@@ -88,12 +89,16 @@ class Demo:
     def rwr(self) -> bool:
         return self._finetune("rwr", self.config.rwr)
 
+    def reward_backprop(self) -> bool:
+        return self._finetune("reward_backprop", self.config.reward_backprop)
+
     def finetuned_evaluation(self) -> bool:
         """Every model on both splits with the same seeds, then compared image for image."""
         c, worked = self.config, False
         best_of = [f"best_of={c.best_of}", f"reward.path={self.out / 'reward-r1'}"]
         for model, extra in (("baseline", []), ("ddpo", [f"lora={self.out / 'ddpo/final'}"]),
-                             ("rwr", [f"lora={self.out / 'rwr/final'}"]), ("best_of", best_of)):
+                             ("rwr", [f"lora={self.out / 'rwr/final'}"]),
+                             ("reward_backprop", [f"lora={self.out / 'reward_backprop/final'}"]), ("best_of", best_of)):
             run = self.out / f"eval/{model}-seen"
             worked |= self._generate(run, self._seen_prompts(), c.seen_images_per_prompt, c.seen_seed, extra)
             worked |= self._evaluate(run)

@@ -27,8 +27,8 @@ from reward_models.metrics import roc_auc
 from reward_models.reward_model import RewardModel
 
 HELDOUT_RUNS = {"baseline": "round1/heldout", "rwr": "eval/rwr-heldout", "ddpo": "eval/ddpo-heldout",
-                "best_of": "eval/best_of-heldout"}
-LORAS = {"baseline": None, "rwr": "rwr/final", "ddpo": "ddpo/final", "best_of": None}
+                "reward_backprop": "eval/reward_backprop-heldout", "best_of": "eval/best_of-heldout"}
+LORAS = {"baseline": None, "rwr": "rwr/final", "ddpo": "ddpo/final", "reward_backprop": "reward_backprop/final", "best_of": None}
 BEST_OF_RUNS = ("eval/best_of-seen", "eval/best_of-heldout")  # their candidates/ are the best-of-n curves' pools
 GAP_TARGET = 0.30  # of the unseen split's gap, by DDPO
 
@@ -40,7 +40,7 @@ def write_summary(out: Path, config: DemoConfig, timings: dict) -> dict:
     models = {name: {"runs": [str(Path(r).relative_to(out.resolve())) for r in comparison["runs"][name]], "lora": LORAS[name],
                      **comparison["models"][name]} for name in LORAS}
     gap_closed = {m: {split: versus["by_category"]["overall"]["gap_closed"]
-                      for split, versus in models[m]["versus_baseline"].items()} for m in ("rwr", "ddpo", "best_of")}
+                      for split, versus in models[m]["versus_baseline"].items()} for m in LORAS if m != "baseline"}
     ddpo_unseen = gap_closed["ddpo"]["unseen"]
     tracking = {"round1_on_baseline": runs["baseline"].tracking(rewards["reward-r1"]),
                 "round1_on_ddpo": runs["ddpo"].tracking(rewards["reward-r1"]),
@@ -68,7 +68,7 @@ def write_summary(out: Path, config: DemoConfig, timings: dict) -> dict:
             "models, gap_closed": "compare.json (`t2i-align compare`; per image: <run>/scores.parquet)",
             "reward tracking": "reward-r1/, reward-r2/ applied to <run>/images",
             "agreement, ratings": "round1/labels.parquet, round2/labels.parquet",
-            "training curves": "ddpo/metrics.json, rwr/metrics.json (history)",
+            "training curves": "ddpo/metrics.json, rwr/metrics.json, reward_backprop/metrics.json (history)",
         },
     }
     (out / "summary.json").write_text(json.dumps(summary, indent=2))

@@ -16,7 +16,7 @@ from PIL import Image  # noqa: E402
 from reward_models.metrics import roc_auc, roc_curve  # noqa: E402
 
 COLORS = {"reward": "#1f77b4", "reward without aux": "#9ecae1", "CLIP score": "#ff7f0e"}
-METHOD_COLORS = {"DDPO": "#1f77b4", "RWR": "#2ca02c"}
+METHOD_COLORS = {"DDPO": "#1f77b4", "RWR": "#2ca02c", "Reward backprop": "#d62728"}
 
 
 def data_uri(figure) -> str:
