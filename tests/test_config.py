@@ -113,3 +113,30 @@ def test_every_command_refuses_out_of_range_values(tmp_path, capsys, argv, key):
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and f"config key '{key}'" in err, err
     assert not (tmp_path / "o").exists()
+
+
+def shipped_configs():
+    from align.cli import default_config
+
+    root = __import__("pathlib").Path(default_config("."))
+    return sorted(p for world in ("shapes", "sd15") for p in (root / world).glob("*.yaml"))
+
+
+@pytest.mark.parametrize("path", shipped_configs(), ids=lambda p: f"{p.parent.name}/{p.name}")
+def test_every_shipped_config_loads_and_passes_its_checks(path):
+    """Each YAML file the package ships is a valid config of its command, within every declared bound."""
+    from align.demo.config import DemoConfig
+    from align.evaluation.compare import CompareConfig
+    from align.evaluation.evaluate import EvaluateConfig
+    from align.finetune.config import FinetuneConfig
+    from align.generation.generate import GenerateConfig
+    from reward_models.config import RewardConfig
+
+    schema = {"generate": GenerateConfig, "evaluate": EvaluateConfig, "compare": CompareConfig, "reward": RewardConfig,
+              "demo": DemoConfig, "demo_quick": DemoConfig}.get(path.stem, FinetuneConfig)
+    # What a user adds on the command line: the reward model, and the labels RWR learns from.
+    config = load_config(schema, path, ["reward.path=runs/reward", "rwr.labels=labels.parquet"] if schema is FinetuneConfig else [])
+    if schema is FinetuneConfig and config.backend != "trl":
+        config.check()
+    elif schema in (DemoConfig, CompareConfig) and hasattr(config, "check"):
+        config.check()
