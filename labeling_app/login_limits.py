@@ -1,9 +1,11 @@
 """Failed-login limits: too many failures for one account, or from one address, within a window and
-further attempts are refused until the oldest failure leaves the window. Every failure is logged.
+further attempts are refused until the oldest failure leaves the window.
 
-Failures count for any name typed, existing or not, so the limits say nothing about which accounts
-exist. An attacker can lock an account for one window by failing on purpose: the price of making
-password guessing slow.
+An attempt counts as a failure from the moment it starts, and stops counting only when its
+password turns out right: parallel guesses cannot all slip under the limit while their password
+checks run. Failures count for any name typed, existing or not, so the limits say nothing about
+which accounts exist. An attacker can lock an account for one window by failing on purpose: the
+price of making password guessing slow.
 """
 
 from __future__ import annotations
@@ -27,24 +29,29 @@ class LoginLimits:
         self._failures: dict[str, deque[float]] = defaultdict(deque)
         self._lock = threading.Lock()
 
-    def refusal(self, name: str, address: str) -> str | None:
-        """Why a login attempt is refused now without checking the password, or None."""
+    def attempt(self, name: str, address: str) -> str | None:
+        """Start a login attempt: why it is refused without checking the password, or None (it now counts
+        as a failure until `succeeded`)."""
+        account, origin = f"account:{name}", f"address:{address}"
         with self._lock:
-            if self._recent(f"account:{name}") >= self.per_account:
-                reason = f"too many failed logins for this account; try again in {self._wait(f'account:{name}')} s"
-            elif self._recent(f"address:{address}") >= self.per_address:
-                reason = f"too many failed logins from this address; try again in {self._wait(f'address:{address}')} s"
+            if self._recent(account) >= self.per_account:
+                reason = f"too many failed logins for this account; try again in {self._wait(account)} s"
+            elif self._recent(origin) >= self.per_address:
+                reason = f"too many failed logins from this address; try again in {self._wait(origin)} s"
             else:
+                now = self.clock()
+                self._failures[account].append(now)
+                self._failures[origin].append(now)
                 return None
         log.warning("login of %r from %s refused: %s", name, address, reason)
         return reason
 
-    def record_failure(self, name: str, address: str) -> None:
-        now = self.clock()
+    def succeeded(self, name: str, address: str) -> None:
+        """The attempt's password was right: it is not a failure after all."""
         with self._lock:
-            self._failures[f"account:{name}"].append(now)
-            self._failures[f"address:{address}"].append(now)
-        log.warning("failed login for %r from %s", name, address)
+            for key in (f"account:{name}", f"address:{address}"):
+                if self._failures.get(key):
+                    self._failures[key].pop()
 
     def _recent(self, key: str) -> int:
         failures = self._failures.get(key)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import shutil
 import signal
@@ -18,6 +19,8 @@ from labeling_app.sessions import LiveSessions
 from labeling_app.store import LabelStore
 
 # Concurrent handlers per event; SQLite serialises the writes, the rest (rendering, reads) runs in parallel.
+log = logging.getLogger(__name__)
+
 HANDLER_CONCURRENCY = 32
 DEFAULT_IDLE_MINUTES = 60.0
 
@@ -71,13 +74,14 @@ def _launch(store: LabelStore, accounts: Accounts, host: str, port: int, quiet: 
 
     async def login(name: str, password: str) -> bool:
         address = CLIENT_ADDRESS.get()
-        refusal = limits.refusal(name, address)
+        refusal = limits.attempt(name, address)
         if refusal:
             raise HTTPException(status_code=429, detail=refusal)
         # scrypt is slow on purpose; keep it off the event loop that serves everyone else.
         if await asyncio.to_thread(accounts.verify, name, password):
+            limits.succeeded(name, address)
             return True
-        limits.record_failure(name, address)
+        log.warning("failed login for %r from %s", name, address)
         return False
 
     app = build_app(store, accounts, private / "exports")

@@ -234,6 +234,14 @@ def test_failed_logins_are_limited_per_account_and_per_address_and_logged(tmp_pa
     assert log.count("failed login for 'bob' from 127.0.0.1") == 3 and "failed login for 'carl' from 127.0.0.1" in log
 
 
+def test_parallel_guesses_cannot_slip_under_the_limit(tmp_path):
+    """The attack: send 12 guesses at once, so that all pass the check before any failure is counted."""
+    limits = ("--failed-logins-per-account", "3", "--failed-logins-per-address", "100")
+    with serving(tmp_path, 2, "bob", extra_args=limits) as server, ThreadPoolExecutor(12) as pool:
+        codes = list(pool.map(lambda _: log_in("bob", "guess-guess", url=server.url).status_code, range(12)))
+    assert codes.count(400) <= 3 and codes.count(429) == 12 - codes.count(400), codes
+
+
 def test_a_failed_login_takes_as_long_for_an_unknown_name_as_for_a_known_one(tmp_path):
     """The attack: tell which accounts exist by how fast a wrong password is answered. Without the
     dummy check an unknown name came back about 18 times faster (no scrypt); the bound of
