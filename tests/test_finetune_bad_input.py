@@ -54,6 +54,14 @@ def test_batch_invariants(tmp_path, capsys):
     assert not (tmp_path / "out").exists()
 
 
+def test_a_trained_step_range_outside_the_schedule(tmp_path, capsys):
+    for first, last in (("3", "2"), ("1", "4"), ("5", "0")):  # the quick runs sample 3 steps
+        err = refused(capsys, "--config", DDPO, "--out", str(tmp_path / "out"),
+                      *quick(tmp_path, f"train.timestep_first={first}", f"train.timestep_last={last}"))
+        assert "1 <= first <= last <= sampling.steps (3" in err, err
+    assert not (tmp_path / "out").exists()
+
+
 def test_group_size_that_does_not_divide_the_epoch(tmp_path, capsys):
     for size in ("3", "1", "-2"):  # 4 samples an epoch
         err = refused(capsys, "--config", DDPO, "--out", str(tmp_path / "out"), *quick(tmp_path, f"sampling.group_size={size}"))

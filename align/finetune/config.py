@@ -52,7 +52,11 @@ class TrainSettings:
     inner_epochs: int = field(default=1, metadata={"min": 1})
     clip_range: float = field(default=1e-4, metadata={"above": 0})
     adv_clip_max: float = field(default=5.0, metadata={"above": 0})
-    timestep_fraction: float = field(default=1.0, metadata={"above": 0, "max": 1})
+    timestep_fraction: float = field(default=1.0, metadata={"above": 0, "max": 1})  # of the steps from timestep_first to timestep_last
+    # DDPO trains only the sampling steps first..last (1-based, 1 = the noisiest; 0 = the last step):
+    # bench/ddpo_timestep_gradients.py measured the last steps carrying most of the gradient.
+    timestep_first: int = field(default=1, metadata={"min": 1})
+    timestep_last: int = field(default=0, metadata={"min": 0})
     kl_coef: float = field(default=0.0, metadata={"min": 0})  # > 0: KL penalty towards the starting model (DPOK)
     stat_buffer: int = field(default=32, metadata={"min": 1})  # rewards remembered per prompt for advantage normalisation
     stat_min_count: int = field(default=16, metadata={"min": 1})  # fewer than this: normalise with the whole batch instead
@@ -133,6 +137,9 @@ class FinetuneConfig:
         if self.method == "ddpo":
             if s.eta <= 0:
                 raise BadInput(f"DDPO needs sampling.eta > 0 to have per-step log-probabilities, got {s.eta}")
+            if not 1 <= t.timestep_first <= (t.timestep_last or s.steps) <= s.steps:
+                raise BadInput(f"train.timestep_first and train.timestep_last must satisfy 1 <= first <= last <= sampling.steps"
+                               f" ({s.steps}; last 0 means the last step), got {t.timestep_first} and {t.timestep_last}")
             if s.batch_size % t.batch_size:
                 raise BadInput(
                     f"sampling.batch_size ({s.batch_size}) must be divisible by train.batch_size ({t.batch_size})"
@@ -186,6 +193,9 @@ class FinetuneConfig:
             raise BadInput("backend: trl has no KL penalty; set train.kl_coef=0 or use backend: t2i-align")
         if self.sampling.group_size:
             raise BadInput("backend: trl draws one prompt per image; set sampling.group_size=0 or use backend: t2i-align")
+        if (self.train.timestep_first, self.train.timestep_last) != (1, 0):
+            raise BadInput("backend: trl trains a fraction of all steps; leave train.timestep_first and train.timestep_last"
+                           " unset or use backend: t2i-align")
         if self.lora.enabled and (self.lora.rank, self.lora.alpha, sorted(self.lora.targets)) != (4, 4.0, sorted(LoraSettings().targets)):
             raise BadInput("backend: trl uses TRL's fixed LoRA (rank 4, alpha 4, to_q/to_k/to_v/to_out.0); set lora.rank=4 lora.alpha=4")
         try:
@@ -195,8 +205,13 @@ class FinetuneConfig:
         if not trl or not trl.startswith("0.23."):
             raise BadInput(f"backend: trl needs TRL 0.23 (found {trl or 'none'}): pip install 't2i-align[trl]'")
 
+    def ddpo_step_range(self) -> range:
+        """The sampling-step indices (0-based) DDPO may train."""
+        last = self.train.timestep_last or self.sampling.steps
+        return range(self.train.timestep_first - 1, last)
+
     def ddpo_train_timesteps(self) -> int:
-        return max(1, int(self.sampling.steps * self.train.timestep_fraction))
+        return max(1, int(len(self.ddpo_step_range()) * self.train.timestep_fraction))
 
 
 # Keys that may differ between a run and its resumption: how long it runs and how often it saves.

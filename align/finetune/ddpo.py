@@ -4,7 +4,7 @@
 2. score the final images with the reward function;
 3. normalise rewards per prompt (stat buffer) into advantages;
 4. for `inner_epochs` passes over the samples, on a random `timestep_fraction` of each
-   trajectory's steps, minimise the PPO clipped objective, optionally plus a KL penalty towards
+   trajectory's steps (of those from `timestep_first` to `timestep_last`), minimise the PPO clipped objective, optionally plus a KL penalty towards
    the starting model (DPOK, Fan et al. 2023).
 
 Every random draw is keyed by (seed, epoch, global sample index) (draws.py), and all
@@ -107,7 +107,9 @@ def train(config: FinetuneConfig, out: Path, reward_fn, resume_from: Path | None
         for inner in range(tr.inner_epochs):
             shuffle = torch.Generator().manual_seed(draw_seed(config.seed, epoch, 10**9 + inner))
             perm = torch.randperm(per_epoch, generator=shuffle)
-            step_order = torch.stack([torch.randperm(s.steps, generator=shuffle) for _ in range(per_epoch)])[:, :n_train_steps]
+            eligible = torch.tensor(config.ddpo_step_range())
+            step_order = torch.stack([eligible[torch.randperm(len(eligible), generator=shuffle)]
+                                      for _ in range(per_epoch)])[:, :n_train_steps]
             global_batch = tr.batch_size * P
             batches = range(per_epoch // global_batch)
             for k in tqdm(batches, desc=f"epoch {epoch + 1} training", disable=not accelerator.is_local_main_process):
