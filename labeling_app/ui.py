@@ -132,10 +132,12 @@ def build_app(store: LabelStore, accounts: Accounts, export_dir: Path) -> gr.Blo
         receipt = {**receipt, "showing": session["current"]}
         return session, prompt, image, [], status, progress_html(rater), receipt
 
+    def refused(why: str) -> str:
+        return f'<span class="refused">Not saved: {html.escape(why)}.</span>'
+
     def not_saved(rater: str, session: dict, exc: StoreUnwritable) -> tuple:
         """The screen as it was, with why the click was not saved; the rater can click again once the disk is back."""
-        status = f'<span class="refused">Not saved: {html.escape(str(exc))}.</span>'
-        return screen(rater, session, status, {"outcome": "not saved", "sample_id": session["current"]})
+        return screen(rater, session, refused(str(exc)), {"outcome": "not saved", "sample_id": session["current"]})
 
     def start(request: gr.Request):
         rater = request.username
@@ -160,12 +162,12 @@ def build_app(store: LabelStore, accounts: Accounts, export_dir: Path) -> gr.Blo
         sample_id = session["current"]
         gone = image_gone(sample_id)
         if gone is not None:
-            status = f'<span class="refused">Not saved: this image was removed from the run ({html.escape(gone)}).</span>'
+            status = refused(f"this image was removed from the run ({gone})")
             return screen(rater, advance(rater, session), status, {"outcome": "refused", "sample_id": sample_id})
         try:
             rating = store.rate(rater, sample_id, label, reasons if label == 0 else [], kind="human")
         except RatingRefused as exc:
-            status = f'<span class="refused">Not saved: {html.escape(str(exc))}.</span>'
+            status = refused(str(exc))
             receipt = {"outcome": "refused", "sample_id": sample_id}
         else:
             thumb = "👍" if label else "👎"

@@ -30,14 +30,22 @@ def lora_weights(run: Path) -> dict[str, torch.Tensor]:
     return load_file(str(run / "final" / "pytorch_lora_weights.safetensors"))
 
 
-def assert_lora_changes_pipeline_images(run: Path) -> None:
-    """The run's final LoRA loads with diffusers' own `load_lora_weights` and changes what the pipeline draws."""
+def tiny_pipeline(lora: Path | None = None):
+    """The shipped tiny Stable Diffusion pipeline, quiet; with `lora`, loaded by diffusers' own `load_lora_weights`."""
     from diffusers import StableDiffusionPipeline
 
     from align.models import resolve
 
     pipe = StableDiffusionPipeline.from_pretrained(resolve(MODEL), safety_checker=None, requires_safety_checker=False)
     pipe.set_progress_bar_config(disable=True)
+    if lora is not None:
+        pipe.load_lora_weights(str(lora))
+    return pipe
+
+
+def assert_lora_changes_pipeline_images(run: Path) -> None:
+    """The run's final LoRA loads with diffusers' own `load_lora_weights` and changes what the pipeline draws."""
+    pipe = tiny_pipeline()
     draw = lambda: pipe("a blue square", num_inference_steps=3, generator=torch.Generator().manual_seed(0), output_type="pt").images
     before = draw()
     pipe.load_lora_weights(str(run / "final"))

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from finetune_helpers import MODEL, quick
+from finetune_helpers import quick, tiny_pipeline
 
 from align.cli import default_config
 from align.config import load_config
@@ -41,15 +41,7 @@ def planted(sign: int):
 
 
 def mean_redness(lora) -> float:
-    from diffusers import StableDiffusionPipeline
-
-    from align.models import resolve
-
-    pipe = StableDiffusionPipeline.from_pretrained(resolve(MODEL), safety_checker=None, requires_safety_checker=False)
-    pipe.set_progress_bar_config(disable=True)
-    if lora is not None:
-        pipe.load_lora_weights(str(lora))
-    images = pipe(PROMPTS * 4, num_inference_steps=3, guidance_scale=5.0,
+    images = tiny_pipeline(lora)(PROMPTS * 4, num_inference_steps=3, guidance_scale=5.0,
                   generator=[torch.Generator().manual_seed(i) for i in range(len(PROMPTS) * 4)], output_type="pt").images
     return float(redness(images).mean())
 
