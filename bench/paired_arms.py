@@ -31,7 +31,8 @@ def finetune(run: Path, config: str, overrides: list[str]) -> Path:
 
 
 def compare(out: Path, models: dict[str, Path | None]) -> dict:
-    """compare.json of every model against the first, on both splits."""
+    """compare.json of every model against the first, on both splits. A model is None (the shipped
+    pipeline), a LoRA directory, or a full pipeline directory (a run with lora.enabled=false)."""
     seen = out / "seen_prompts.txt"
     if not seen.is_file():
         sys.path.insert(0, str(ROOT))
@@ -45,10 +46,14 @@ def compare(out: Path, models: dict[str, Path | None]) -> dict:
             images = out / "images" / f"{name}-{split}"
             if not (images / "samples.parquet").is_file():
                 cli("generate", "--out", str(images), "--resume", f"prompts={prompts}", "images_per_prompt=2",
-                    f"seed={seed}", *([f"lora={lora}"] if lora else []))
+                    f"seed={seed}", *(_model_overrides(lora) if lora else []))
             runs += ["--run", f"{name}={images}"]
     cli("compare", *runs, "--out", str(out / "compare.json"), "--overwrite")
     return json.loads((out / "compare.json").read_text())
+
+
+def _model_overrides(final: Path) -> list[str]:
+    return [f"model={final}"] if (final / "model_index.json").is_file() else [f"lora={final}"]
 
 
 def print_versus_baseline(result: dict, arms) -> None:

@@ -1,0 +1,50 @@
+"""Can fine-tuning move the tiny model at all, given the best signal there is, and is LoRA's size the limit?
+
+    python bench/finetune_capacity.py [--out runs/bench-capacity] [--epochs 8] [--arms ...]
+
+Hypothesis (the fine-tuning issue, item 4): no method moves the shipped model because a rank-8
+LoRA on the attention projections (a few percent of the UNet's weights) cannot express what
+would align it; a LoRA that also adapts the ResNet convolutions, or the full UNet, trained on the
+same data raises seen alignment where the attention LoRA does not. The data is the strongest
+signal the loop can have: RWR with the oracle as reward on the starting model's own samples
+(4 of each of the 251 training prompts, 1,004 reward queries, inside the demo's 1,280), that is
+fine-tuning on the images that are right (weights 0 / 1: filtered supervised fine-tuning,
+expert iteration's first round), plus the clean-render term. Every arm trains the same number of
+optimizer steps on the same data; the final models and the shipped one then draw the same seen
+and unseen prompts, paired by `t2i-align compare` (bench/paired_arms.py).
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from paired_arms import compare, finetune, print_versus_baseline
+
+ORACLE_RWR = ["reward.kind=oracle", "rwr.images_per_prompt=4", "eval.every=0", "eval.fidelity=false"]
+ALL_LAYERS = "lora.targets=[to_q,to_k,to_v,to_out.0,conv1,conv2,conv_shortcut,proj_in,proj_out,ff.net.0.proj,ff.net.2]"
+ARMS = {
+    "LoRA r8 attention (rwr.yaml)": [],
+    "LoRA r16 attention + convs + MLPs": [ALL_LAYERS, "lora.rank=16", "lora.alpha=16"],
+    "full UNet, lr 1e-4": ["lora.enabled=false", "train.lr=1e-4"],
+    "full UNet, lr 1e-4, no clean term": ["lora.enabled=false", "train.lr=1e-4", "rwr.pretrain_beta=0"],
+}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", default="runs/bench-capacity")
+    parser.add_argument("--epochs", type=int, default=8)
+    parser.add_argument("--arms", nargs="*", help="only these arms (default: all)")
+    args = parser.parse_args()
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    arms = {name: o for name, o in ARMS.items() if not args.arms or name in args.arms}
+    models = {"baseline": None}
+    for arm, overrides in arms.items():
+        models[arm] = finetune(out / arm, "configs/shapes/rwr.yaml", [f"epochs={args.epochs}", *ORACLE_RWR, *overrides])
+    print_versus_baseline(compare(out, models), [m for m in models if m != "baseline"])
+
+
+if __name__ == "__main__":
+    main()
