@@ -28,6 +28,14 @@ ARMS = {
     "LoRA r16 attention + convs + MLPs": [ALL_LAYERS, "lora.rank=16", "lora.alpha=16"],
     "full UNet, lr 1e-4": ["lora.enabled=false", "train.lr=1e-4"],
     "full UNet, lr 1e-4, no clean term": ["lora.enabled=false", "train.lr=1e-4", "rwr.pretrain_beta=0"],
+    # second round: where is the signal, and does drawing again from the tuned model help?
+    "LoRA r8 attention, t 500-999": ["rwr.min_timestep=500"],
+    "LoRA r16 all layers, t 500-999": [ALL_LAYERS, "lora.rank=16", "lora.alpha=16", "rwr.min_timestep=500"],
+    "LoRA r16 all layers, online 2 x 502": [ALL_LAYERS, "lora.rank=16", "lora.alpha=16", "rwr.images_per_prompt=2",
+                                            "rwr.resample_every=4", "train.epochs_per_dataset=2"],
+    # third round: the same 1,004 queries, four times the optimizer steps
+    "LoRA r8 attention, 32 epochs": ["epochs=32"],
+    "LoRA r16 all layers, 32 epochs": [ALL_LAYERS, "lora.rank=16", "lora.alpha=16", "epochs=32"],
 }
 
 
@@ -36,6 +44,7 @@ def main() -> None:
     parser.add_argument("--out", default="runs/bench-capacity")
     parser.add_argument("--epochs", type=int, default=8)
     parser.add_argument("--arms", nargs="*", help="only these arms (default: all)")
+    parser.add_argument("--guidance", type=float, help="compare the models drawn at this guidance instead of generate.yaml's")
     args = parser.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -43,7 +52,8 @@ def main() -> None:
     models = {"baseline": None}
     for arm, overrides in arms.items():
         models[arm] = finetune(out / arm, "configs/shapes/rwr.yaml", [f"epochs={args.epochs}", *ORACLE_RWR, *overrides])
-    print_versus_baseline(compare(out, models), [m for m in models if m != "baseline"])
+    sampler = (f"sampling.guidance={args.guidance}",) if args.guidance is not None else ()
+    print_versus_baseline(compare(out, models, sampler), [m for m in models if m != "baseline"])
 
 
 if __name__ == "__main__":

@@ -30,9 +30,10 @@ def finetune(run: Path, config: str, overrides: list[str]) -> Path:
     return run / "final"
 
 
-def compare(out: Path, models: dict[str, Path | None]) -> dict:
+def compare(out: Path, models: dict[str, Path | None], sampler: tuple[str, ...] = ()) -> dict:
     """compare.json of every model against the first, on both splits. A model is None (the shipped
-    pipeline), a LoRA directory, or a full pipeline directory (a run with lora.enabled=false)."""
+    pipeline), a LoRA directory, or a full pipeline directory (a run with lora.enabled=false).
+    `sampler`: `generate` overrides (e.g. sampling.guidance=1.0) for every model, kept in their own folder."""
     seen = out / "seen_prompts.txt"
     if not seen.is_file():
         sys.path.insert(0, str(ROOT))
@@ -41,15 +42,17 @@ def compare(out: Path, models: dict[str, Path | None]) -> dict:
         texts = sorted(random.Random(SEEN_SEED).sample([p.text for p in load_prompts("train")], 89))
         seen.write_text("\n".join(texts) + "\n")
     runs = []
+    suffix = "".join(f"-{o}" for o in sampler)
     for name, lora in models.items():
         for split, prompts, seed in (("seen", str(seen), SEEN_SEED), ("unseen", "heldout", UNSEEN_SEED)):
-            images = out / "images" / f"{name}-{split}"
+            images = out / f"images{suffix}" / f"{name}-{split}"
             if not (images / "samples.parquet").is_file():
                 cli("generate", "--out", str(images), "--resume", f"prompts={prompts}", "images_per_prompt=2",
-                    f"seed={seed}", *(_model_overrides(lora) if lora else []))
+                    f"seed={seed}", *(_model_overrides(lora) if lora else []), *sampler)
             runs += ["--run", f"{name}={images}"]
-    cli("compare", *runs, "--out", str(out / "compare.json"), "--overwrite")
-    return json.loads((out / "compare.json").read_text())
+    report = out / f"compare{suffix}.json"
+    cli("compare", *runs, "--out", str(report), "--overwrite")
+    return json.loads(report.read_text())
 
 
 def _model_overrides(final: Path) -> list[str]:

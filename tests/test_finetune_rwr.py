@@ -8,7 +8,7 @@ import random
 import pandas as pd
 import pytest
 import torch
-from finetune_helpers import quick, summary
+from finetune_helpers import lora_weights, quick, summary
 
 from align.cli import default_config, main
 from align.shapes.prompts import parse_prompt, scene_for
@@ -78,4 +78,36 @@ def test_labels_of_one_class_are_refused_as_train_reward_refuses_them(tmp_path, 
     assert "has only thumbs up ratings" in capsys.readouterr().err
     assert main(["train-reward", "--labels", str(all_up), "--out", str(tmp_path / "reward")]) == 2
     assert "has only thumbs up ratings" in capsys.readouterr().err
+    assert not out.exists()
+
+
+ONLINE = [*SMALL, "eval.every=0", "rwr.resample_every=1"]
+
+
+def test_online_rwr_samples_each_round_from_the_current_model_and_resumes_exactly(tmp_path):
+    """rwr.resample_every=1: each epoch trains on new samples of the same prompts, counted as new queries."""
+    whole, resumed = tmp_path / "whole", tmp_path / "resumed"
+    assert main(["finetune", "--config", RWR, "--out", str(whole), *quick(tmp_path, *ONLINE, "epochs=3")]) == 0
+    rounds = [torch.load(whole / name) for name in ("rwr_dataset.pt", "rwr_dataset_round2.pt", "rwr_dataset_round3.pt")]
+    assert all(r["prompts"] == rounds[0]["prompts"] for r in rounds)  # the same prompts, drawn again
+    assert not torch.equal(rounds[0]["latents"], rounds[1]["latents"]) and not torch.equal(rounds[1]["latents"], rounds[2]["latents"])
+    history = [h for h in summary(whole)["history"] if "train/loss" in h]
+    n = len(rounds[0]["prompts"])
+    assert [(h["rwr/round"], h["queries"]) for h in history] == [(1, n), (2, 2 * n), (3, 3 * n)]
+
+    # Stopped after round 1 and resumed: round 2 is drawn by the LoRA the checkpoint restored, exactly as in
+    # the uninterrupted run, and the run ends with the same weights.
+    assert main(["finetune", "--config", RWR, "--out", str(resumed), *quick(tmp_path, *ONLINE, "epochs=1")]) == 0
+    assert main(["finetune", "--config", RWR, "--out", str(resumed), "--resume", *quick(tmp_path, *ONLINE, "epochs=3")]) == 0
+    torch.testing.assert_close(torch.load(resumed / "rwr_dataset_round2.pt")["latents"], rounds[1]["latents"])
+    got, want = lora_weights(resumed), lora_weights(whole)
+    for key in want:
+        torch.testing.assert_close(got[key], want[key], rtol=1e-5, atol=1e-6)
+
+
+def test_online_rounds_from_fixed_labels_are_refused(tmp_path, labels, capsys):
+    out = tmp_path / "run"
+    args = quick(tmp_path, *SMALL, "prompts=train", "rwr.source=labels", f"rwr.labels={labels}", "rwr.resample_every=1")
+    assert main(["finetune", "--config", RWR, "--out", str(out), *args]) == 2
+    assert "rwr.resample_every draws fresh samples from the current model" in capsys.readouterr().err
     assert not out.exists()

@@ -30,7 +30,8 @@ def wheel(tmp_path_factory) -> Path:
 def test_the_wheel_holds_configs_models_and_the_named_backbone(wheel):
     names = set(zipfile.ZipFile(wheel).namelist())
     for config in ("shapes/ddpo.yaml", "shapes/rwr.yaml", "shapes/reward_backprop.yaml", "shapes/generate.yaml",
-                   "shapes/reward.yaml", "shapes/demo.yaml", "sd15/ddpo.yaml", "accelerate/multi_gpu.yaml"):
+                   "shapes/reward.yaml", "shapes/demo.yaml", "sd15/ddpo.yaml", "accelerate/multi_gpu.yaml",
+                   "sd15/architecture/unet.json"):
         assert f"align/configs/{config}" in names, config
     assert any(n.startswith("align/shapes/weights/tiny-clip/") for n in names)
     assert any(n.startswith("align/shapes/weights/tiny-sd/") for n in names)

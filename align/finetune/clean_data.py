@@ -27,10 +27,11 @@ def training_scheduler(pipeline):
     return DDPMScheduler.from_config(pipeline.scheduler.config)
 
 
-def denoising_loss(unet, noise_scheduler, latents, embeds, generator) -> torch.Tensor:
-    """Per-sample epsilon-prediction MSE at a random timestep."""
+def denoising_loss(unet, noise_scheduler, latents, embeds, generator, timesteps: range | None = None) -> torch.Tensor:
+    """Per-sample epsilon-prediction MSE at a random timestep (of `timesteps`, default all)."""
+    timesteps = timesteps or range(noise_scheduler.config.num_train_timesteps)
     noise = torch.randn(latents.shape, generator=generator).to(latents.device, latents.dtype)
-    t = torch.randint(0, noise_scheduler.config.num_train_timesteps, (len(latents),), generator=generator).to(latents.device)
+    t = torch.randint(timesteps.start, timesteps.stop, (len(latents),), generator=generator).to(latents.device)
     predicted = unet(noise_scheduler.add_noise(latents, noise, t), t, embeds).sample
     return F.mse_loss(predicted.float(), noise.float(), reduction="none").mean(dim=(1, 2, 3))
 

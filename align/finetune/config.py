@@ -69,6 +69,13 @@ class RwrSettings:
     source: Literal["generate", "labels"] = "generate"  # weights from the reward of fresh samples, or human labels
     labels: str | None = None  # labels.parquet from `t2i-align export` (source: labels)
     images_per_prompt: int = field(default=4, metadata={"min": 1})  # source: generate
+    # source: generate. k > 0: every k epochs, fresh samples from the current model are scored and
+    # replace the dataset (online RWR: expert iteration / RAFT); 0: one dataset from the starting model
+    resample_every: int = field(default=0, metadata={"min": 0})
+    # the weighted loss's timesteps (of the 1,000 training timesteps; 999 is pure noise), where the
+    # count and layout are decided at the top: bench/finetune_capacity.py
+    min_timestep: int = field(default=0, metadata={"min": 0, "max": 999})
+    max_timestep: int = field(default=999, metadata={"min": 0, "max": 999})
     # weight of the denoising loss on clean renders with true captions
     pretrain_beta: float = field(default=1.0, metadata={"min": 0})
     pretrain_batch_size: int = field(default=16, metadata={"min": 1})
@@ -163,6 +170,11 @@ class FinetuneConfig:
             self._check_trl()
         if self.method == "rwr" and self.rwr.source == "labels" and not self.rwr.labels:
             raise BadInput("rwr.source: labels needs rwr.labels, a labels.parquet from `t2i-align export`")
+        if self.method == "rwr" and self.rwr.min_timestep > self.rwr.max_timestep:
+            raise BadInput(f"rwr.min_timestep ({self.rwr.min_timestep}) must not be above rwr.max_timestep ({self.rwr.max_timestep})")
+        if self.method == "rwr" and self.rwr.source == "labels" and self.rwr.resample_every:
+            raise BadInput("rwr.resample_every draws fresh samples from the current model, which rated labels cannot"
+                           " be; set rwr.resample_every=0 or rwr.source=generate")
         self._check_pretraining_prompts()
 
     def _check_pretraining_prompts(self) -> None:

@@ -10,8 +10,13 @@ logistic classifier of thumbs up), the oracle's 0 / 1 verdict; CLIP score, which
 probability, is min-max scaled to [0, 1]. The clean data is the pre-training distribution: in the shapes world, fresh renders of
 training prompts with their true captions (the stand-in for LAION).
 
-The weighted dataset is built once and cached in OUT/rwr_dataset.pt, so a resumed run trains on
-exactly the same samples; minibatches, noise and timesteps are keyed by (seed, epoch, step).
+Online (`rwr.resample_every` = k > 0): every k epochs the current model draws fresh samples of
+the same prompts, the reward weighs them, and they replace the dataset: sample, weigh, fine-tune,
+repeat (expert iteration / RAFT; the "online samples" Lee et al. leave to future work).
+
+Each round's weighted dataset is built once and cached in OUT (rwr_dataset.pt, then
+rwr_dataset_round2.pt, ...), so a resumed run trains on exactly the same samples; minibatches,
+noise and timesteps are keyed by (seed, epoch, step).
 """
 
 from __future__ import annotations
@@ -45,7 +50,9 @@ from align.generation.prompts import load_prompts
 from align.models import native_image_size
 from reward_models import labels as reward_labels
 
-DATASET = "rwr_dataset.pt"
+
+def dataset_file(out: Path, round_: int) -> Path:
+    return out / ("rwr_dataset.pt" if round_ == 0 else f"rwr_dataset_round{round_ + 1}.pt")
 
 
 def train(config: FinetuneConfig, out: Path, reward_fn, resume_from: Path | None) -> dict:
@@ -58,26 +65,28 @@ def train(config: FinetuneConfig, out: Path, reward_fn, resume_from: Path | None
     counters = Counters()
     start(config, out, accelerator, resume_from, [counters])
     monitor = Monitor(config, out, pipeline, reward_fn, accelerator.device) if accelerator.is_main_process else None
-
-    if accelerator.is_main_process and not (out / DATASET).is_file():
-        torch.save(build_dataset(config, pipeline, reward_fn, accelerator), out / DATASET)
-    accelerator.wait_for_everyone()
-    data = torch.load(out / DATASET)
     embed = PromptEmbeddings(pipeline)
     noise_scheduler = training_scheduler(pipeline)
     train_prompts = clean_prompts(config.prompts)
     P, rank = accelerator.num_processes, accelerator.process_index
-    n, global_batch = len(data["prompts"]), tr.batch_size * P
-    if n < global_batch:
-        raise BadInput(f"the RWR dataset has {n} samples, fewer than one global batch of {global_batch}")
-    steps_per_epoch = (n // global_batch) * tr.epochs_per_dataset
-    log.info(f"RWR on {P} process(es): {n} weighted samples (mean weight {data['weights'].mean():.3f}), beta {rwr.pretrain_beta}")
+    global_batch = tr.batch_size * P
+    weighted_timesteps = range(rwr.min_timestep, rwr.max_timestep + 1)
+    data, data_round = None, None
 
     if counters.epoch == 0 and not counters.history:
         evaluate_and_record(accelerator, monitor, counters, {"epoch": 0}, log, config)
     for epoch in range(counters.epoch, config.epochs):
+        round_ = epoch // rwr.resample_every if rwr.resample_every else 0
+        if round_ != data_round:
+            data, data_round = round_dataset(config, out, round_, pipeline, reward_fn, accelerator), round_
+            n = len(data["prompts"])
+            if n < global_batch:
+                raise BadInput(f"the RWR dataset has {n} samples, fewer than one global batch of {global_batch}")
+            steps_per_epoch = (n // global_batch) * tr.epochs_per_dataset
+            log.info(f"RWR on {P} process(es), round {round_ + 1}: {n} weighted samples (mean weight"
+                     f" {data['weights'].mean():.3f}), beta {rwr.pretrain_beta}")
         began = time.perf_counter()
-        counters.queries = n  # the whole dataset was scored (or rated) once, before the first epoch
+        counters.queries = n * (round_ + 1)  # each round's dataset was scored (or rated) once, before its first epoch
         unet.train()
         losses = {"train/loss": [], "train/weighted_loss": [], "train/pretrain_loss": []}
         for step in tqdm(range(steps_per_epoch), desc=f"epoch {epoch + 1}", disable=not accelerator.is_local_main_process):
@@ -88,7 +97,7 @@ def train(config: FinetuneConfig, out: Path, reward_fn, resume_from: Path | None
             prompts = [data["prompts"][i] for i in rows.tolist()]
             with accelerator.accumulate(unet):
                 with accelerator.autocast():
-                    weighted = denoising_loss(unet, noise_scheduler, latents, embed(prompts), g)
+                    weighted = denoising_loss(unet, noise_scheduler, latents, embed(prompts), g, weighted_timesteps)
                     pretrain = torch.zeros(1, device=accelerator.device)
                     if rwr.pretrain_beta > 0:  # clean data exists in the shapes world only
                         clean, captions = clean_batch(pipeline, train_prompts, rwr.pretrain_batch_size,
@@ -105,19 +114,31 @@ def train(config: FinetuneConfig, out: Path, reward_fn, resume_from: Path | None
             for key, value in (("train/loss", loss), ("train/weighted_loss", weighted_loss), ("train/pretrain_loss", pretrain.mean())):
                 losses[key].append(value.item())
         counters.epoch = epoch + 1
-        metrics = {"epoch": counters.epoch, "perf/samples_per_second": steps_per_epoch * global_batch / (time.perf_counter() - began)}
+        metrics = {"epoch": counters.epoch, "perf/samples_per_second": steps_per_epoch * global_batch / (time.perf_counter() - began),
+                   "rwr/round": round_ + 1, "rwr/mean_weight": float(data["weights"].mean())}
         metrics |= {k: float(accelerator.reduce(torch.tensor(np.mean(v), device=accelerator.device), "mean")) for k, v in losses.items()}
         end_epoch(accelerator, monitor, counters, metrics, log, config)
         checkpoint_if_due(config, out, accelerator, counters)
     return finish(config, out, accelerator, pipeline, params, counters)
 
 
-def build_dataset(config: FinetuneConfig, pipeline, reward_fn, accelerator) -> dict:
+def round_dataset(config: FinetuneConfig, out: Path, round_: int, pipeline, reward_fn, accelerator) -> dict:
+    """The round's dataset, built by the main process from the current model unless OUT holds it."""
+    path = dataset_file(out, round_)
+    if accelerator.is_main_process and not path.is_file():
+        partial = path.with_suffix(".partial")
+        torch.save(build_dataset(config, pipeline, reward_fn, accelerator, round_), partial)
+        partial.replace(path)  # a run killed while sampling leaves no half-written dataset to resume from
+    accelerator.wait_for_everyone()
+    return torch.load(path)
+
+
+def build_dataset(config: FinetuneConfig, pipeline, reward_fn, accelerator, round_: int = 0) -> dict:
     """{"latents", "weights", "prompts"}: from human labels, or from fresh samples and their reward."""
     if config.rwr.source == "labels":
         prompts, images, weights = _from_labels(Path(config.rwr.labels), config.prompts, native_image_size(pipeline))
     else:
-        prompts, images, weights = _from_samples(config, pipeline, reward_fn, accelerator)
+        prompts, images, weights = _from_samples(config, pipeline, reward_fn, accelerator, round_)
     latents = torch.cat([encode(pipeline, images[i : i + 64]) for i in range(0, len(images), 64)])
     return {"latents": latents.cpu(), "weights": weights.float(), "prompts": prompts}
 
@@ -148,14 +169,15 @@ def _from_labels(path: Path, prompts: str, size: int) -> tuple[list[str], torch.
 
 
 @torch.no_grad()
-def _from_samples(config: FinetuneConfig, pipeline, reward_fn, accelerator):
+def _from_samples(config: FinetuneConfig, pipeline, reward_fn, accelerator, round_: int):
     s = config.sampling
     prompts = [p.text for p in load_prompts(config.prompts) for _ in range(config.rwr.images_per_prompt)]
+    first_seed = config.seed + round_ * len(prompts)  # each round draws new noise
     batches = []
     pipeline.unet.eval()
     for first in tqdm(range(0, len(prompts), s.batch_size), desc="RWR samples"):
         batch = prompts[first : first + s.batch_size]
-        generators = [torch.Generator(pipeline.device).manual_seed(config.seed + first + i) for i in range(len(batch))]
+        generators = [torch.Generator(pipeline.device).manual_seed(first_seed + first + i) for i in range(len(batch))]
         with accelerator.autocast():
             batches.append(pipeline(batch, num_inference_steps=s.steps, guidance_scale=s.guidance, eta=s.eta,
                                     generator=generators, output_type="pt").images.float().cpu())
