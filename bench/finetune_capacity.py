@@ -19,7 +19,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from paired_arms import compare, finetune, print_versus_baseline
+from paired_arms import run_arms
 
 ORACLE_RWR = ["reward.kind=oracle", "rwr.images_per_prompt=4", "eval.every=0", "eval.fidelity=false"]
 ALL_LAYERS = "lora.targets=[to_q,to_k,to_v,to_out.0,conv1,conv2,conv_shortcut,proj_in,proj_out,ff.net.0.proj,ff.net.2]"
@@ -46,14 +46,8 @@ def main() -> None:
     parser.add_argument("--arms", nargs="*", help="only these arms (default: all)")
     parser.add_argument("--guidance", type=float, help="compare the models drawn at this guidance instead of generate.yaml's")
     args = parser.parse_args()
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    arms = {name: o for name, o in ARMS.items() if not args.arms or name in args.arms}
-    models = {"baseline": None}
-    for arm, overrides in arms.items():
-        models[arm] = finetune(out / arm, "configs/shapes/rwr.yaml", [f"epochs={args.epochs}", *ORACLE_RWR, *overrides])
     sampler = (f"sampling.guidance={args.guidance}",) if args.guidance is not None else ()
-    print_versus_baseline(compare(out, models, sampler), [m for m in models if m != "baseline"])
+    run_arms(Path(args.out), "configs/shapes/rwr.yaml", ARMS, [f"epochs={args.epochs}", *ORACLE_RWR], args.arms, sampler=sampler)
 
 
 if __name__ == "__main__":

@@ -55,6 +55,19 @@ def compare(out: Path, models: dict[str, Path | None], sampler: tuple[str, ...] 
     return json.loads(report.read_text())
 
 
+def run_arms(out: Path, config: str, arms: dict[str, list[str]], common: list[str], chosen: list[str] | None = None,
+             others: dict[str, Path] | None = None, sampler: tuple[str, ...] = ()) -> None:
+    """Train the chosen arms (all by default; each `common` + its own overrides), compare them and
+    `others` (already trained models) with the shipped pipeline, and print the table."""
+    out.mkdir(parents=True, exist_ok=True)
+    models = {"baseline": None}
+    for arm, overrides in arms.items():
+        if not chosen or arm in chosen:
+            models[arm] = finetune(out / arm, config, [*common, *overrides])
+    models |= others or {}
+    print_versus_baseline(compare(out, models, sampler), [m for m in models if m != "baseline"])
+
+
 def _model_overrides(final: Path) -> list[str]:
     return [f"model={final}"] if (final / "model_index.json").is_file() else [f"lora={final}"]
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from paired_arms import ROOT, compare, finetune, print_versus_baseline
+from paired_arms import ROOT, run_arms
 
 FAST = ["eval.every=0", "eval.fidelity=false"]
 ARMS = {
@@ -36,17 +36,9 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=40)
     parser.add_argument("--arms", nargs="*", help="only these arms (default: all)")
     args = parser.parse_args()
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    arms = {name: o for name, o in ARMS.items() if not args.arms or name in args.arms}
-    models = {"baseline": None}
-    for arm, overrides in arms.items():
-        models[arm] = finetune(out / arm, "configs/shapes/reward_backprop.yaml",
-                               [f"epochs={args.epochs}", f"reward.path={args.reward}", *FAST, *overrides])
     demo_ddpo = ROOT / "runs/demo/ddpo/final"
-    if demo_ddpo.is_dir():
-        models["demo DDPO"] = demo_ddpo
-    print_versus_baseline(compare(out, models), [m for m in models if m != "baseline"])
+    run_arms(Path(args.out), "configs/shapes/reward_backprop.yaml", ARMS, [f"epochs={args.epochs}", f"reward.path={args.reward}", *FAST],
+             args.arms, others={"demo DDPO": demo_ddpo} if demo_ddpo.is_dir() else None)
 
 
 if __name__ == "__main__":

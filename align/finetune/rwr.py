@@ -133,7 +133,7 @@ def round_dataset(config: FinetuneConfig, out: Path, round_: int, pipeline, rewa
     return torch.load(path)
 
 
-def build_dataset(config: FinetuneConfig, pipeline, reward_fn, accelerator, round_: int = 0) -> dict:
+def build_dataset(config: FinetuneConfig, pipeline, reward_fn, accelerator, round_: int) -> dict:
     """{"latents", "weights", "prompts"}: from human labels, or from fresh samples and their reward."""
     if config.rwr.source == "labels":
         prompts, images, weights = _from_labels(Path(config.rwr.labels), config.prompts, native_image_size(pipeline))
