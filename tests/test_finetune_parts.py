@@ -16,6 +16,8 @@ from align.finetune.monitor import reward_hacking
 from align.finetune.stat_tracking import PerPromptStatTracker, group_advantages
 from align.models import resolve
 
+EVERY_LAYER_TYPE = ["to_q", "to_k", "to_v", "to_out.0", "conv1", "conv2", "conv_shortcut", "proj_in", "proj_out",
+                    "ff.net.0.proj", "ff.net.2"]
 
 @pytest.fixture
 def scheduler():
@@ -114,3 +116,25 @@ def test_rwr_weights_are_probabilities_not_rescaled_logits():
     assert reward_weights(logits, "learned")[1] == 0.5
     np.testing.assert_allclose(reward_weights(torch.tensor([0.0, 1.0, 1.0]), "oracle"), [0, 1, 1])
     np.testing.assert_allclose(reward_weights(torch.tensor([70.0, 80.0, 90.0]), "clip"), [0, 0.5, 1])
+
+
+@pytest.mark.parametrize("targets", [["to_q", "to_k", "to_v", "to_out.0"], EVERY_LAYER_TYPE])
+def test_a_saved_lora_loads_every_trained_layer_with_load_lora_weights(tmp_path, targets):
+    """Every LoRA tensor that was trained comes back, unchanged, through diffusers' own loader:
+    with convolutions and MLPs among the targets, too (diffusers' key conversion once dropped the attention layers)."""
+    from diffusers import StableDiffusionPipeline
+    from peft.utils import get_peft_model_state_dict
+
+    from align.finetune.config import LoraSettings
+    from align.finetune.lora import add_lora, save_lora
+
+    trained = StableDiffusionPipeline.from_pretrained(resolve("shapes-tiny-sd"), safety_checker=None).unet
+    for p in add_lora(trained, LoraSettings(rank=4, alpha=4.0, targets=targets)):
+        p.data.normal_(generator=torch.Generator().manual_seed(p.numel()))  # lora_B is zero at init: make every tensor tell
+    save_lora(trained, tmp_path)
+    pipe = StableDiffusionPipeline.from_pretrained(resolve("shapes-tiny-sd"), safety_checker=None)
+    pipe.load_lora_weights(str(tmp_path))
+    want = get_peft_model_state_dict(trained)
+    got = get_peft_model_state_dict(pipe.unet, adapter_name=next(iter(pipe.unet.peft_config)))
+    assert sorted(got) == sorted(want)
+    assert all(torch.equal(got[k], want[k]) for k in want)

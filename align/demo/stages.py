@@ -100,11 +100,13 @@ class Demo:
                              ("rwr", [f"lora={self.out / 'rwr/final'}"]),
                              ("reward_backprop", [f"lora={self.out / 'reward_backprop/final'}"]), ("best_of", best_of)):
             run = self.out / f"eval/{model}-seen"
-            worked |= self._generate(run, self._seen_prompts(), c.seen_images_per_prompt, c.seen_seed, extra)
+            worked |= self._generate(run, self._seen_prompts(), c.seen_images_per_prompt, c.seen_seed,
+                                     [*extra, *self._baseline_images(model, "eval/baseline-seen")])
             worked |= self._evaluate(run)
             if extra:
                 run = self.out / f"eval/{model}-heldout"
-                worked |= self._generate(run, "heldout", c.heldout_images_per_prompt, c.heldout_seed, extra)
+                worked |= self._generate(run, "heldout", c.heldout_images_per_prompt, c.heldout_seed,
+                                         [*extra, *self._baseline_images(model, "round1/heldout")])
                 worked |= self._evaluate(run)
         return self._compare() or worked
 
@@ -184,6 +186,10 @@ class Demo:
             texts = [p.text for p in load_prompts("train")]
             path.write_text("\n".join(sorted(random.Random(self.config.seen_seed).sample(texts, min(count, len(texts))))) + "\n")
         return str(path)
+
+    def _baseline_images(self, model: str, baseline_run: str) -> list[str]:
+        """Best-of-n's candidate 0 is the baseline's image: copied from the baseline's run, not drawn again."""
+        return [f"reuse={self.out / baseline_run}"] if model == "best_of" else []
 
     def _compare(self) -> bool:
         out = self.out / "compare.json"

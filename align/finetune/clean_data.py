@@ -29,11 +29,23 @@ def training_scheduler(pipeline):
 
 def denoising_loss(unet, noise_scheduler, latents, embeds, generator, timesteps: range | None = None) -> torch.Tensor:
     """Per-sample epsilon-prediction MSE at a random timestep (of `timesteps`, default all)."""
-    timesteps = timesteps or range(noise_scheduler.config.num_train_timesteps)
-    noise = torch.randn(latents.shape, generator=generator).to(latents.device, latents.dtype)
-    t = torch.randint(timesteps.start, timesteps.stop, (len(latents),), generator=generator).to(latents.device)
-    predicted = unet(noise_scheduler.add_noise(latents, noise, t), t, embeds).sample
-    return F.mse_loss(predicted.float(), noise.float(), reduction="none").mean(dim=(1, 2, 3))
+    return denoising_losses(unet, noise_scheduler, [(latents, embeds, timesteps)], generator)[0]
+
+
+def denoising_losses(unet, noise_scheduler, parts, generator) -> tuple[torch.Tensor, ...]:
+    """denoising_loss of several batches (latents, embeds, timestep range or None) in one UNet call, which
+    is faster on a CPU than one call each (bench/cpu_speedups.py); the draws are those of one call each."""
+    noisy, noises, steps = [], [], []
+    for latents, _, timesteps in parts:
+        timesteps = timesteps or range(noise_scheduler.config.num_train_timesteps)
+        noise = torch.randn(latents.shape, generator=generator).to(latents.device, latents.dtype)
+        t = torch.randint(timesteps.start, timesteps.stop, (len(latents),), generator=generator).to(latents.device)
+        noisy.append(noise_scheduler.add_noise(latents, noise, t))
+        noises.append(noise)
+        steps.append(t)
+    predicted = unet(torch.cat(noisy), torch.cat(steps), torch.cat([embeds for _, embeds, _ in parts])).sample
+    losses = F.mse_loss(predicted.float(), torch.cat(noises).float(), reduction="none").mean(dim=(1, 2, 3))
+    return losses.split([len(latents) for latents, _, _ in parts])
 
 
 @torch.no_grad()

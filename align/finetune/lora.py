@@ -24,10 +24,12 @@ def add_lora(unet, settings: LoraSettings) -> list[torch.nn.Parameter]:
 
 
 def lora_state(unet) -> dict[str, torch.Tensor]:
-    from diffusers.utils import convert_state_dict_to_diffusers
+    """peft's own keys (lora_A / lora_B), which load_lora_weights reads for every layer type. Not
+    diffusers' convert_state_dict_to_diffusers: it renames only the attention projections, and a
+    file mixing both spellings loads without its attention layers."""
     from peft.utils import get_peft_model_state_dict
 
-    return convert_state_dict_to_diffusers(get_peft_model_state_dict(unet))
+    return get_peft_model_state_dict(unet)
 
 
 def save_lora(unet, directory: str | Path) -> None:

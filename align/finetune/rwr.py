@@ -32,7 +32,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from align.errors import BadInput
-from align.finetune.clean_data import clean_batch, clean_prompts, denoising_loss, encode, training_scheduler
+from align.finetune.clean_data import clean_batch, clean_prompts, denoising_losses, encode, training_scheduler
 from align.finetune.config import FinetuneConfig
 from align.finetune.monitor import Monitor, end_epoch, evaluate_and_record
 from align.finetune.run_setup import (
@@ -96,13 +96,14 @@ def train(config: FinetuneConfig, out: Path, reward_fn, resume_from: Path | None
             weights = data["weights"][rows].to(accelerator.device)
             prompts = [data["prompts"][i] for i in rows.tolist()]
             with accelerator.accumulate(unet):
+                parts = [(latents, embed(prompts), weighted_timesteps)]
+                if rwr.pretrain_beta > 0:  # clean data exists in the shapes world only
+                    clean, captions = clean_batch(pipeline, train_prompts, rwr.pretrain_batch_size,
+                                                  random.Random(f"{config.seed}-{epoch}-{step}-{rank}"))
+                    parts.append((clean, embed(captions), None))
                 with accelerator.autocast():
-                    weighted = denoising_loss(unet, noise_scheduler, latents, embed(prompts), g, weighted_timesteps)
-                    pretrain = torch.zeros(1, device=accelerator.device)
-                    if rwr.pretrain_beta > 0:  # clean data exists in the shapes world only
-                        clean, captions = clean_batch(pipeline, train_prompts, rwr.pretrain_batch_size,
-                                                       random.Random(f"{config.seed}-{epoch}-{step}-{rank}"))
-                        pretrain = denoising_loss(unet, noise_scheduler, clean, embed(captions), g)
+                    weighted, *pretrain = denoising_losses(unet, noise_scheduler, parts, g)
+                pretrain = pretrain[0] if pretrain else torch.zeros(1, device=accelerator.device)
                 weighted_loss = (weights * weighted).mean()
                 loss = weighted_loss + rwr.pretrain_beta * pretrain.mean()
                 accelerator.backward(loss)

@@ -9,6 +9,8 @@ With `best_of=N reward.path=DIR`, each sample is the best of N candidates by tha
 
 from __future__ import annotations
 
+import os
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -22,7 +24,7 @@ from align.errors import BadInput
 from align.generation.best_of import CANDIDATE_FIELDS, CANDIDATES, KEPT_FIELDS, keep_best, plan_candidates
 from align.generation.prompts import load_prompts
 from align.models import load_pipeline, native_image_size, pick_device
-from align.rundir import CONFIG, ensure_writable_dir, write_samples
+from align.rundir import CONFIG, ensure_writable_dir, read_samples, write_samples
 from reward_models.reward_model import RewardModel
 
 
@@ -53,6 +55,9 @@ class GenerateConfig:
     # draw this many candidates per image and keep the one the reward likes best
     best_of: int = field(default=1, metadata={"min": 1})
     reward: RewardReference = field(default_factory=RewardReference)
+    # a finished run of the same model, LoRA and sampler: its images of the same prompt and seed are
+    # copied instead of drawn again (best-of-n's candidate 0 is the plain run's image)
+    reuse: str | None = None
     sampling: SamplingConfig = field(default_factory=SamplingConfig)
 
     def check(self) -> None:
@@ -105,18 +110,45 @@ def generate(config: GenerateConfig, out: str | Path, resume: bool = False, pipe
     reward = None
     if config.best_of > 1:  # loaded before any image is drawn, so a bad directory fails at once
         reward = RewardModel.from_pretrained(config.reward.path, pick_device(config.sampling.device))
+    reusable = reusable_images(config) if config.reuse else {}
     prepare_run_dir(out, config, resume)
     if reward is None:
+        copy_reused(out, rows, reusable)
         draw(config, out, rows, pipeline)
         write_samples(out, rows)
         return out
     candidates = plan_candidates(rows, config.best_of)
     ensure_writable_dir(out / CANDIDATES / "images")
+    copy_reused(out / CANDIDATES, candidates, reusable)
     draw(config, out / CANDIDATES, candidates, pipeline)
     kept = keep_best(out, rows, candidates, reward)
     write_samples(out / CANDIDATES, candidates, CANDIDATE_FIELDS)
     write_samples(out, kept, KEPT_FIELDS)
     return out
+
+
+def reusable_images(config: GenerateConfig) -> dict[tuple[str, int], Path]:
+    """(prompt, seed) -> image of the run `config.reuse`, which must have drawn with the same model and sampler."""
+    run = Path(config.reuse)
+    saved = run / CONFIG
+    if not saved.is_file():
+        raise BadInput(f"reuse={run} is not a run directory of `t2i-align generate`: it has no {CONFIG}")
+    theirs, mine = yaml.safe_load(saved.read_text()), to_dict(config)
+    for key in ("model", "lora", "sampling"):
+        if theirs.get(key) != mine[key]:
+            raise BadInput(f"reuse={run} was drawn with another {key} than this run, so its images are not this run's")
+    inside = run.resolve()
+    return {(row.prompt, row.seed): run / row.image_path for row in read_samples(run).itertuples()
+            if (run / row.image_path).resolve().is_relative_to(inside)}  # never a file from outside that run
+
+
+def copy_reused(out: Path, rows: list[dict], reusable: dict[tuple[str, int], Path]) -> None:
+    for row in rows:
+        source, target = reusable.get((row["prompt"], row["seed"])), out / row["image_path"]
+        if source is not None and source.is_file() and not target.is_file():
+            partial = target.with_name(target.name + ".partial")  # an interrupted copy is not an image --resume keeps
+            shutil.copyfile(source, partial)
+            os.replace(partial, target)
 
 
 def draw(config: GenerateConfig, out: Path, rows: list[dict], pipeline=None) -> None:
