@@ -118,6 +118,20 @@ def test_rwr_weights_are_probabilities_not_rescaled_logits():
     np.testing.assert_allclose(reward_weights(torch.tensor([70.0, 80.0, 90.0]), "clip"), [0, 0.5, 1])
 
 
+def _random_lora(directory, targets):
+    """A LoRA with every tensor random (lora_B is zero at init), saved as `finetune` saves it; its UNet."""
+    from diffusers import StableDiffusionPipeline
+
+    from align.finetune.config import LoraSettings
+    from align.finetune.lora import add_lora, save_lora
+
+    unet = StableDiffusionPipeline.from_pretrained(resolve("shapes-tiny-sd"), safety_checker=None).unet
+    for p in add_lora(unet, LoraSettings(rank=4, alpha=4.0, targets=targets)):
+        p.data.normal_(std=0.02, generator=torch.Generator().manual_seed(p.numel()))
+    save_lora(unet, directory)
+    return unet
+
+
 @pytest.mark.parametrize("targets", [["to_q", "to_k", "to_v", "to_out.0"], EVERY_LAYER_TYPE])
 def test_a_saved_lora_loads_every_trained_layer_with_load_lora_weights(tmp_path, targets):
     """Every LoRA tensor that was trained comes back, unchanged, through diffusers' own loader:
@@ -125,16 +139,49 @@ def test_a_saved_lora_loads_every_trained_layer_with_load_lora_weights(tmp_path,
     from diffusers import StableDiffusionPipeline
     from peft.utils import get_peft_model_state_dict
 
-    from align.finetune.config import LoraSettings
-    from align.finetune.lora import add_lora, save_lora
-
-    trained = StableDiffusionPipeline.from_pretrained(resolve("shapes-tiny-sd"), safety_checker=None).unet
-    for p in add_lora(trained, LoraSettings(rank=4, alpha=4.0, targets=targets)):
-        p.data.normal_(generator=torch.Generator().manual_seed(p.numel()))  # lora_B is zero at init: make every tensor tell
-    save_lora(trained, tmp_path)
+    trained = _random_lora(tmp_path, targets)
     pipe = StableDiffusionPipeline.from_pretrained(resolve("shapes-tiny-sd"), safety_checker=None)
     pipe.load_lora_weights(str(tmp_path))
     want = get_peft_model_state_dict(trained)
     got = get_peft_model_state_dict(pipe.unet, adapter_name=next(iter(pipe.unet.peft_config)))
     assert sorted(got) == sorted(want)
     assert all(torch.equal(got[k], want[k]) for k in want)
+
+
+def test_a_lora_fused_at_load_draws_what_the_unfused_adapter_draws(tmp_path):
+    """load_pipeline fuses the LoRA into the weights (a speed-up): same images within 1/255 as
+    diffusers' unfused adapter layers, and not the base model's."""
+    from diffusers import StableDiffusionPipeline
+
+    from align.models import load_pipeline
+
+    _random_lora(tmp_path, EVERY_LAYER_TYPE)
+    unfused = StableDiffusionPipeline.from_pretrained(resolve("shapes-tiny-sd"), safety_checker=None)
+    base = lambda pipe: pipe(["a blue square", "three red circles"], num_inference_steps=3, output_type="np",  # noqa: E731
+                             generator=[torch.Generator().manual_seed(i) for i in range(2)]).images
+    plain = base(unfused)
+    unfused.load_lora_weights(str(tmp_path))
+    want, got = base(unfused), base(load_pipeline("shapes-tiny-sd", lora=str(tmp_path)))
+    assert np.abs(got - want).max() <= 1 / 255
+    assert np.abs(want - plain).max() > 10 / 255  # the LoRA matters, so the comparison can fail
+
+
+def test_one_unet_call_for_several_batches_equals_one_call_each():
+    """denoising_losses (RWR's weighted and clean batches together, a speed-up) gives the losses of
+    separate denoising_loss calls with the same generator, within float rounding."""
+    from diffusers import StableDiffusionPipeline
+
+    from align.finetune.clean_data import denoising_loss, denoising_losses, training_scheduler
+
+    pipe = StableDiffusionPipeline.from_pretrained(resolve("shapes-tiny-sd"), safety_checker=None)
+    scheduler = training_scheduler(pipe)
+    a, b = torch.randn(3, 4, 16, 16), torch.randn(2, 4, 16, 16)
+    embeds = pipe.text_encoder(pipe.tokenizer(["a"] * 5, padding="max_length", return_tensors="pt").input_ids)[0]
+    with torch.no_grad():
+        g = torch.Generator().manual_seed(0)
+        separate = [denoising_loss(pipe.unet, scheduler, a, embeds[:3], g, range(500, 1000)),
+                    denoising_loss(pipe.unet, scheduler, b, embeds[3:], g)]
+        together = denoising_losses(pipe.unet, scheduler, [(a, embeds[:3], range(500, 1000)), (b, embeds[3:], None)],
+                                    torch.Generator().manual_seed(0))
+    for want, got in zip(separate, together):
+        torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-6)

@@ -146,7 +146,7 @@ def copy_reused(out: Path, rows: list[dict], reusable: dict[tuple[str, int], Pat
     for row in rows:
         source, target = reusable.get((row["prompt"], row["seed"])), out / row["image_path"]
         if source is not None and source.is_file() and not target.is_file():
-            partial = target.with_name(target.name + ".partial")  # an interrupted copy is not an image --resume keeps
+            partial = target.with_name(target.name + ".partial")  # whole or absent: --resume skips any existing file
             shutil.copyfile(source, partial)
             os.replace(partial, target)
 
