@@ -106,6 +106,9 @@ def _build(schema: type, raw: Any, prefix: str, source: str):
 # Why not pydantic (installed with gradio): its errors are lists of locations rather than the
 # CLI contract's one sentence naming the key and the file, it needs a config on every dataclass
 # to refuse unknown keys, and YAML 1.1's "1e-4" string still needs the float rule below.
+YAML_BOOLEANS = {False: ("no", "off", "false"), True: ("yes", "on", "true")}
+
+
 def _check(hint: Any, value: Any, key: str, source: str) -> Any:
     origin = get_origin(hint)
     if dataclasses.is_dataclass(hint):
@@ -123,6 +126,8 @@ def _check(hint: Any, value: Any, key: str, source: str) -> Any:
                 continue
         raise _wrong_type(key, value, hint, source)
     if origin is Literal:
+        if isinstance(value, bool):  # YAML 1.1 reads an unquoted no / off / yes / on as a boolean
+            value = next((word for word in YAML_BOOLEANS[value] if word in get_args(hint)), value)
         if value not in get_args(hint):
             choices = ", ".join(repr(c) for c in get_args(hint))
             raise BadInput(f"config key '{key}' in {source} must be one of {choices}, got {value!r}")

@@ -34,6 +34,16 @@ def test_file_and_overrides(tmp_path):
     assert config == Outer(name="run", path=None, flags=[1, 2], train=Inner(lr=1e-4, steps=7, mode="b"))
 
 
+def test_an_unquoted_no_is_the_choice_no_where_a_choice_is_expected(tmp_path):
+    """`mixed_precision=no` on the command line: YAML 1.1 reads no as false, the schema wants the word."""
+    from align.finetune.config import FinetuneConfig
+
+    config = load_config(FinetuneConfig, None, ["mixed_precision=no"])
+    assert config.mixed_precision == "no"
+    with pytest.raises(BadInput, match="must be one of"):
+        load_config(FinetuneConfig, None, ["mixed_precision=yes"])  # no such choice: still refused
+
+
 def test_int_is_accepted_for_float():
     assert load_config(Outer, None, ["train.lr=1"]).train.lr == 1.0
 
