@@ -34,14 +34,13 @@ from align.finetune.clean_data import (  # noqa: E402
     denoising_losses,
     training_scheduler,
 )
-from align.finetune.config import LoraSettings  # noqa: E402
+from align.finetune.config import EVERY_LAYER_TYPE, LoraSettings  # noqa: E402
 from align.finetune.lora import add_lora, save_lora  # noqa: E402
 from align.finetune.run_setup import PromptEmbeddings  # noqa: E402
 from align.generation.prompts import load_prompts  # noqa: E402
 from align.models import load_pipeline  # noqa: E402
 
-ALL_LAYERS = ("to_q", "to_k", "to_v", "to_out.0", "conv1", "conv2", "conv_shortcut", "proj_in", "proj_out",
-              "ff.net.0.proj", "ff.net.2")
+PROMPTS = [p.text for p in load_prompts("train")][:32]
 
 
 def best_of(repeats: int, fn) -> float:
@@ -55,18 +54,18 @@ def best_of(repeats: int, fn) -> float:
     return min(times)
 
 
+def draw(pipeline, autocast: bool = False) -> np.ndarray:
+    """The 32 prompts at seeds 0..31: 20 DDIM steps, guidance 5, as `generate` draws them."""
+    generators = [torch.Generator().manual_seed(i) for i in range(len(PROMPTS))]
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast), torch.no_grad():
+        return pipeline(PROMPTS, num_inference_steps=20, guidance_scale=5.0, generator=generators, output_type="np").images
+
+
 def sampling(repeats: int) -> None:
-    prompts = [p.text for p in load_prompts("train")][:32]
-
-    def draw(pipeline, autocast: bool = False):
-        generators = [torch.Generator().manual_seed(i) for i in range(len(prompts))]
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast), torch.no_grad():
-            return pipeline(prompts, num_inference_steps=20, guidance_scale=5.0, generator=generators, output_type="np").images
-
     plain = load_pipeline("shapes-tiny-sd")
     reference = draw(plain)
     base = best_of(repeats, lambda: draw(plain))
-    print(f"sampling, batch 32: plain fp32 {len(prompts) / base:.1f} images/s")
+    print(f"sampling, batch 32: plain fp32 {len(PROMPTS) / base:.1f} images/s")
 
     def report(name: str, seconds: float, images: np.ndarray) -> None:
         print(f"  {name:<28} {base / seconds:5.2f}x   max pixel difference {np.abs(images - reference).max() * 255:.1f}/255")
@@ -91,15 +90,9 @@ def lora_sampling(repeats: int) -> None:
 
     from align.models import resolve
 
-    prompts = [p.text for p in load_prompts("train")][:32]
-
-    def draw(pipeline):
-        generators = [torch.Generator().manual_seed(i) for i in range(len(prompts))]
-        return pipeline(prompts, num_inference_steps=20, guidance_scale=5.0, generator=generators, output_type="np").images
-
     print("sampling with a LoRA, batch 32:")
     for name, settings in (("rank 8 attention", LoraSettings(rank=8, alpha=8.0)),
-                           ("rank 16 every layer", LoraSettings(rank=16, alpha=16.0, targets=list(ALL_LAYERS)))):
+                           ("rank 16 every layer", LoraSettings(rank=16, alpha=16.0, targets=EVERY_LAYER_TYPE))):
         with tempfile.TemporaryDirectory() as lora:
             unet = load_pipeline("shapes-tiny-sd").unet
             for p in add_lora(unet, settings):
@@ -110,13 +103,13 @@ def lora_sampling(repeats: int) -> None:
             unfused.load_lora_weights(lora)
             fused = load_pipeline("shapes-tiny-sd", lora=lora)
             base, seconds = best_of(repeats, lambda: draw(unfused)), best_of(repeats, lambda: draw(fused))
-            print(f"  {name:<28} fused {base / seconds:5.2f}x unfused ({len(prompts) / base:.1f} -> {len(prompts) / seconds:.1f}"
+            print(f"  {name:<28} fused {base / seconds:5.2f}x unfused ({len(PROMPTS) / base:.1f} -> {len(PROMPTS) / seconds:.1f}"
                   f" images/s), max pixel difference {np.abs(draw(fused) - draw(unfused)).max() * 255:.2f}/255")
 
 
 def rwr_step(repeats: int) -> None:
     pipeline = load_pipeline("shapes-tiny-sd")
-    params = add_lora(pipeline.unet, LoraSettings(rank=16, alpha=16.0, targets=list(ALL_LAYERS)))
+    params = add_lora(pipeline.unet, LoraSettings(rank=16, alpha=16.0, targets=EVERY_LAYER_TYPE))
     unet, scheduler, embed = pipeline.unet, training_scheduler(pipeline), PromptEmbeddings(pipeline)
     train_prompts = clean_prompts("train")
     texts = [p.text for p in train_prompts][:32]

@@ -17,37 +17,41 @@ and unseen prompts, paired by `t2i-align compare` (bench/paired_arms.py).
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
-from paired_arms import run_arms
+from paired_arms import ROOT, run_arms
+
+sys.path.insert(0, str(ROOT))
+from align.finetune.config import ATTENTION, EVERY_LAYER_TYPE  # noqa: E402
 
 ORACLE_RWR = ["reward.kind=oracle", "rwr.images_per_prompt=4", "eval.every=0", "eval.fidelity=false"]
 LEARNED_REWARD = "runs/demo/reward-r1"  # the demo's round-1 reward (10%-noise simulated ratings)
-ALL_LAYERS = "lora.targets=[to_q,to_k,to_v,to_out.0,conv1,conv2,conv_shortcut,proj_in,proj_out,ff.net.0.proj,ff.net.2]"
-NO_ATTENTION = "lora.targets=[conv1,conv2,conv_shortcut,proj_in,proj_out,ff.net.0.proj,ff.net.2]"
-ATTENTION_R8 = ["lora.targets=[to_q,to_k,to_v,to_out.0]", "lora.rank=8", "lora.alpha=8"]  # rwr.yaml's, spelled out
+ALL_LAYERS = [f"lora.targets=[{','.join(EVERY_LAYER_TYPE)}]", "lora.rank=16", "lora.alpha=16"]
+NO_ATTENTION = [f"lora.targets=[{','.join(t for t in EVERY_LAYER_TYPE if t not in ATTENTION)}]", "lora.rank=16", "lora.alpha=16"]
+ATTENTION_R8 = [f"lora.targets=[{','.join(ATTENTION)}]", "lora.rank=8", "lora.alpha=8"]  # rwr.yaml's, spelled out
 ARMS = {
     "LoRA r8 attention (rwr.yaml)": ATTENTION_R8,
-    "LoRA r16 attention + convs + MLPs": [ALL_LAYERS, "lora.rank=16", "lora.alpha=16"],
+    "LoRA r16 attention + convs + MLPs": [*ALL_LAYERS],
     "full UNet, lr 1e-4": ["lora.enabled=false", "train.lr=1e-4"],
     "full UNet, lr 1e-4, no clean term": ["lora.enabled=false", "train.lr=1e-4", "rwr.pretrain_beta=0"],
     # second round: where is the signal, and does drawing again from the tuned model help?
     "LoRA r8 attention, t 500-999": [*ATTENTION_R8, "rwr.min_timestep=500"],
-    "LoRA r16 all layers, t 500-999": [ALL_LAYERS, "lora.rank=16", "lora.alpha=16", "rwr.min_timestep=500"],
-    "LoRA r16 all layers, online 2 x 502": [ALL_LAYERS, "lora.rank=16", "lora.alpha=16", "rwr.images_per_prompt=2",
+    "LoRA r16 all layers, t 500-999": [*ALL_LAYERS, "rwr.min_timestep=500"],
+    "LoRA r16 all layers, online 2 x 502": [*ALL_LAYERS, "rwr.images_per_prompt=2",
                                             "rwr.resample_every=4", "train.epochs_per_dataset=2"],
     # third round: the same 1,004 queries, four times the optimizer steps
     "LoRA r8 attention, 32 epochs": [*ATTENTION_R8, "epochs=32"],
-    "LoRA r16 all layers, 32 epochs": [ALL_LAYERS, "lora.rank=16", "lora.alpha=16", "epochs=32"],
+    "LoRA r16 all layers, 32 epochs": [*ALL_LAYERS, "epochs=32"],
     # fourth round: does the 32-epoch all-layer arm hold with another seed, and with the learned reward instead of the oracle?
-    "LoRA r16 all layers, 32 epochs, seed 1": [ALL_LAYERS, "lora.rank=16", "lora.alpha=16", "epochs=32", "seed=1"],
-    "LoRA r16 all layers, 32 epochs, learned reward": [ALL_LAYERS, "lora.rank=16", "lora.alpha=16", "epochs=32",
+    "LoRA r16 all layers, 32 epochs, seed 1": [*ALL_LAYERS, "epochs=32", "seed=1"],
+    "LoRA r16 all layers, 32 epochs, learned reward": [*ALL_LAYERS, "epochs=32",
                                                        "reward.kind=learned", f"reward.path={LEARNED_REWARD}"],
     # fifth round: the arms above were first drawn without their attention layers (a LoRA loading bug,
     # README), and did better that way; is a LoRA without attention layers the better one to train?
-    "LoRA r16 convs + MLPs, 32 epochs": [NO_ATTENTION, "lora.rank=16", "lora.alpha=16", "epochs=32"],
-    "LoRA r16 convs + MLPs, 32 epochs, seed 1": [NO_ATTENTION, "lora.rank=16", "lora.alpha=16", "epochs=32", "seed=1"],
-    "LoRA r16 convs + MLPs, 32 epochs, learned reward": [NO_ATTENTION, "lora.rank=16", "lora.alpha=16", "epochs=32",
+    "LoRA r16 convs + MLPs, 32 epochs": [*NO_ATTENTION, "epochs=32"],
+    "LoRA r16 convs + MLPs, 32 epochs, seed 1": [*NO_ATTENTION, "epochs=32", "seed=1"],
+    "LoRA r16 convs + MLPs, 32 epochs, learned reward": [*NO_ATTENTION, "epochs=32",
                                                          "reward.kind=learned", f"reward.path={LEARNED_REWARD}"],
 }
 

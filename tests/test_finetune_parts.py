@@ -12,12 +12,11 @@ from diffusers import DDIMScheduler
 from align.cli import default_config
 from align.evaluation.fidelity import frechet_distance
 from align.finetune.ddim_logprob import ddim_step_with_logprob
+from align.finetune.config import ATTENTION, EVERY_LAYER_TYPE
 from align.finetune.monitor import reward_hacking
 from align.finetune.stat_tracking import PerPromptStatTracker, group_advantages
 from align.models import resolve
 
-EVERY_LAYER_TYPE = ["to_q", "to_k", "to_v", "to_out.0", "conv1", "conv2", "conv_shortcut", "proj_in", "proj_out",
-                    "ff.net.0.proj", "ff.net.2"]
 
 @pytest.fixture
 def scheduler():
@@ -132,7 +131,7 @@ def _random_lora(directory, targets):
     return unet
 
 
-@pytest.mark.parametrize("targets", [["to_q", "to_k", "to_v", "to_out.0"], EVERY_LAYER_TYPE])
+@pytest.mark.parametrize("targets", [ATTENTION, EVERY_LAYER_TYPE])
 def test_a_saved_lora_loads_every_trained_layer_with_load_lora_weights(tmp_path, targets):
     """Every LoRA tensor that was trained comes back, unchanged, through diffusers' own loader:
     with convolutions and MLPs among the targets, too (diffusers' key conversion once dropped the attention layers)."""

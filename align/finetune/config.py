@@ -21,12 +21,18 @@ class RewardSettings:
     clip_pretrained: str | None = None
 
 
+# Targets covering every layer type of a diffusers UNet: attention projections, ResNet convolutions,
+# the transformer blocks' in / out projections and MLPs (what bench/finetune_capacity.py compares).
+ATTENTION = ["to_q", "to_k", "to_v", "to_out.0"]
+EVERY_LAYER_TYPE = [*ATTENTION, "conv1", "conv2", "conv_shortcut", "proj_in", "proj_out", "ff.net.0.proj", "ff.net.2"]
+
+
 @dataclass
 class LoraSettings:
     enabled: bool = True  # OUT/final holds LoRA weights; False: the full UNet is trained, OUT/final is a pipeline
     rank: int = field(default=4, metadata={"min": 1})
     alpha: float = field(default=4.0, metadata={"above": 0})
-    targets: list[str] = field(default_factory=lambda: ["to_q", "to_k", "to_v", "to_out.0"])
+    targets: list[str] = field(default_factory=lambda: list(ATTENTION))
 
 
 @dataclass
