@@ -1,6 +1,6 @@
 """Which speed-ups pay on this CPU for the tiny pipeline: sampling and the RWR training step.
 
-    python bench/cpu_speedups.py [--repeats 3]
+    python bench/cpu_speedups.py [--repeats 3] [--only rwr|ppo|lora-sampling|sampling]
 
 Every variant runs in this one process against the plain fp32 path (these machines are noisy:
 only ratios within one run mean anything), and reports how far its output is from the plain one.
@@ -11,6 +11,9 @@ RWR step (LoRA rank 16 on every layer, 32 weighted samples + 16 clean renders, f
 backward): plain (two UNet calls, as rwr.py did); one UNet call on the concatenated batch, same draws;
 bf16 autocast; the share of the step spent rendering and encoding the clean batch.
 Sampling with a LoRA: diffusers' adapter layers as loaded, against the LoRA fused into the weights.
+DDPO's PPO step (LoRA rank 4 on attention, batch 16, guidance 5, 10 trained timesteps, forward and
+backward, as bench/ddpo_vs_trl.py sets it): one UNet call per timestep (as ddpo.py does), against
+the trained timesteps stacked into one call or two; if a call's fixed cost mattered, stacking would win.
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ from align.finetune.clean_data import (  # noqa: E402
     training_scheduler,
 )
 from align.finetune.config import EVERY_LAYER_TYPE, LoraSettings  # noqa: E402
+from align.finetune.ddim_logprob import ddim_step_with_logprob, guided_eps  # noqa: E402
 from align.finetune.lora import add_lora, save_lora  # noqa: E402
 from align.finetune.run_setup import PromptEmbeddings  # noqa: E402
 from align.generation.prompts import load_prompts  # noqa: E402
@@ -147,15 +151,63 @@ def rwr_step(repeats: int) -> None:
     print(f"  rendering + encoding the clean batch: {render * 1000:.0f} ms, {render / base:.0%} of a plain step")
 
 
+def ppo_step(repeats: int) -> None:
+    pipeline = load_pipeline("shapes-tiny-sd")
+    params = add_lora(pipeline.unet, LoraSettings(rank=4, alpha=4.0))
+    unet, scheduler, embed = pipeline.unet, pipeline.scheduler, PromptEmbeddings(pipeline)
+    scheduler.set_timesteps(20)
+    g = torch.Generator().manual_seed(0)
+    rows, steps = 16, 10
+    x_t, x_prev = torch.randn(rows, steps, 4, 16, 16, generator=g), torch.randn(rows, steps, 4, 16, 16, generator=g)
+    t = scheduler.timesteps[torch.randint(0, 20, (rows, steps), generator=g)]
+    advantages = torch.randn(rows, 1, generator=g).expand(rows, steps)
+    embeds = embed(PROMPTS[:rows])
+
+    def log_prob(cols: slice) -> torch.Tensor:
+        """Log-probability of the taken steps of timesteps `cols`, all rows, in one UNet call."""
+        k = cols.stop - cols.start
+        e = embeds.repeat_interleave(k, 0)
+        eps = guided_eps(unet, x_t[:, cols].flatten(0, 1), t[:, cols].flatten(), e, embed([""]).expand_as(e), 5.0)
+        return ddim_step_with_logprob(scheduler, eps, t[:, cols].flatten(), x_t[:, cols].flatten(0, 1), 1.0,
+                                      prev_sample=x_prev[:, cols].flatten(0, 1)).log_prob.view(rows, k)
+
+    with torch.no_grad():
+        old = log_prob(slice(0, steps)) - 1e-5  # ratios near 1, inside PPO's clip range as in a first inner epoch
+
+    def step(per_call: int):
+        for start in range(0, steps, per_call):
+            cols = slice(start, start + per_call)
+            ratio = torch.exp(log_prob(cols) - old[:, cols])
+            adv = advantages[:, cols]
+            loss = torch.maximum(-adv * ratio, -adv * ratio.clamp(1 - 1e-4, 1 + 1e-4)).mean()
+            (loss * per_call / steps).backward()  # the mean over every trained timestep, as accumulation gives
+        flat = torch.cat([p.grad.flatten() for p in params])
+        for p in params:
+            p.grad = None
+        return flat
+
+    base = best_of(repeats, lambda: step(1))
+    print(f"PPO step (LoRA r4 attention, 16 samples x 10 timesteps): one call per timestep {rows / base:.1f} samples/s")
+    reference = step(1)
+    for per_call in (steps, steps // 2):
+        seconds = best_of(repeats, lambda: step(per_call))
+        cosine = torch.nn.functional.cosine_similarity(step(per_call), reference, dim=0).item()
+        print(f"  {per_call} timesteps per UNet call{'':<8} {base / seconds:5.2f}x   gradient cosine to one per call {cosine:.4f}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--only", choices=list(PARTS), help="run one part (default: all)")
     args = parser.parse_args()
     torch.manual_seed(0)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
-    rwr_step(args.repeats)
-    lora_sampling(args.repeats)
-    sampling(args.repeats)
+    for name, part in PARTS.items():
+        if args.only in (None, name):
+            part(args.repeats)
+
+
+PARTS = {"rwr": rwr_step, "ppo": ppo_step, "lora-sampling": lora_sampling, "sampling": sampling}
 
 
 if __name__ == "__main__":

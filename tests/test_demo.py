@@ -9,9 +9,12 @@ import subprocess
 
 import pandas as pd
 import pytest
+import yaml
 from conftest import ALIGN_CLI
 
-from align.demo.stages import STAGES
+from align.config import load_config
+from align.demo.config import DemoConfig
+from align.demo.stages import Demo
 from align.generation.prompts import load_prompts
 from labeling_app.store import open_run_store
 
@@ -19,7 +22,7 @@ def test_quick_demo_prints_every_stage_and_its_report(quick_demo_run):
     """How long it takes is measured, not asserted: stage_seconds.json, and the README's figure."""
     out = quick_demo_run.out
     assert f"report: {(out / 'report.html').resolve()}" in quick_demo_run.stdout
-    assert quick_demo_run.stdout.count("== stage ") == len(STAGES)
+    assert quick_demo_run.stdout.count("== stage ") == len(_stages(out))
 
 
 def test_quick_demo_hands_over_images_a_new_rater_can_rate(quick_demo_run, tmp_path):
@@ -41,8 +44,25 @@ def test_quick_demo_writes_every_stage_output(quick_demo):
                  "round2/train/labels.db", "round2/labels.parquet", "summary.json", "report.html", "stage_seconds.json",
                  "eval/baseline-seen/metrics.json", "eval/ddpo-seen/metrics.json", "eval/rwr-seen/metrics.json",
                  "seen_prompts.txt", "compare.json", "eval/best_of-seen/metrics.json", "eval/best_of-heldout/metrics.json",
-                 "eval/best_of-heldout/candidates/samples.parquet"]:
+                 "eval/best_of-heldout/candidates/samples.parquet", "ddpo_oracle/final", "rwr_oracle/final",
+                 "eval/ddpo_oracle-seen/metrics.json", "eval/rwr_oracle-heldout/metrics.json"]:
         assert (quick_demo / path).exists(), path
+
+
+def test_the_oracle_arms_optimise_the_oracle_with_their_methods_settings(quick_demo):
+    """oracle_arms (on in the quick demo): DDPO and RWR once more, the oracle's 0 / 1 verdict as reward."""
+    for arm, method in (("ddpo_oracle", "ddpo"), ("rwr_oracle", "rwr")):
+        arm_config = yaml.safe_load((quick_demo / arm / "config.yaml").read_text())
+        learned = yaml.safe_load((quick_demo / method / "config.yaml").read_text())
+        assert arm_config["reward"]["kind"] == "oracle" and learned["reward"]["kind"] == "learned"
+        assert {**arm_config, "reward": None} == {**learned, "reward": None}
+    history = json.loads((quick_demo / "ddpo_oracle/metrics.json").read_text())["history"]
+    samples = 8  # the quick demo's DDPO epoch
+    for record in (h for h in history if "reward/mean" in h):  # the share of aligned samples: a multiple of 1/8
+        assert record["reward/mean"] * samples == pytest.approx(round(record["reward/mean"] * samples))
+    summary = json.loads((quick_demo / "summary.json").read_text())
+    assert {"ddpo_oracle", "rwr_oracle"} <= set(summary["models"]) and "reward_backprop_oracle" not in summary["models"]
+    assert "DDPO, oracle reward" in (quick_demo / "report.html").read_text()
 
 
 def test_quick_demo_summary_numbers_come_from_its_files(quick_demo):
@@ -72,15 +92,15 @@ def test_quick_demo_summary_numbers_come_from_its_files(quick_demo):
     assert target["met"] == (target["low"] >= 0.30)  # the interval's lower end, not the point estimate
     tracking = summary["reward_tracking"]
     assert summary["targets"]["round2_tracking"]["met"] == (tracking["round2_on_ddpo"] >= tracking["round1_on_baseline"])
-    assert list(summary["stage_seconds"]) == list(STAGES[:-1])  # written during the last stage
-    assert list(json.loads((quick_demo / "stage_seconds.json").read_text())) == list(STAGES)
+    assert list(summary["stage_seconds"]) == _stages(quick_demo)[:-1]  # written during the last stage
+    assert list(json.loads((quick_demo / "stage_seconds.json").read_text())) == _stages(quick_demo)
 
 
 def test_rerun_reuses_every_stage_and_changes_no_file(quick_demo):
     before = {p: p.stat().st_mtime_ns for p in quick_demo.rglob("*") if p.is_file()}
     result = subprocess.run([*ALIGN_CLI, "demo", "--quick", "--out", str(quick_demo)], capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]
-    assert result.stdout.count("reused from an earlier run") == len(STAGES)
+    assert result.stdout.count("reused from an earlier run") == len(_stages(quick_demo))
     assert {p: p.stat().st_mtime_ns for p in quick_demo.rglob("*") if p.is_file()} == before
 
 
@@ -106,3 +126,7 @@ def test_bad_demo_config_is_one_sentence_and_exit_2(tmp_path, override, sentence
     assert sentence in result.stderr
     assert "Traceback" not in result.stderr
     assert not (tmp_path / "demo").exists()
+
+
+def _stages(out) -> list[str]:
+    return list(Demo(load_config(DemoConfig, out / "demo.yaml", []), out).stages())

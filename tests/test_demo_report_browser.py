@@ -40,5 +40,6 @@ def test_demo_report_renders_offline_without_errors_or_broken_images(quick_demo,
     assert len(images) >= 4 * 8  # before/after grid alone shows four images a prompt
     assert all(url.startswith(("file:", "data:")) for url in requests)  # offline: nothing fetched from a network
     assert [h for h in headings if h in SECTIONS] == SECTIONS  # all there, in reading order
-    assert models == ["Baseline", "RWR", "RWR − baseline", "DDPO", "DDPO − baseline", "Reward backprop",
-                      "Reward backprop − baseline", "Best-of-n", "Best-of-n − baseline"]
+    assert models == ["Baseline", "DDPO", "DDPO − baseline", "RWR", "RWR − baseline", "Reward backprop",
+                      "Reward backprop − baseline", "DDPO, oracle reward", "DDPO, oracle reward − baseline",
+                      "RWR, oracle reward", "RWR, oracle reward − baseline", "Best-of-n", "Best-of-n − baseline"]

@@ -51,6 +51,15 @@ def test_a_planted_differentiable_reward_goes_up_in_a_few_steps(tmp_path):
     assert all(1 <= h["train/backprop_steps"] <= 3 for h in history if "train/backprop_steps" in h)
 
 
+def test_an_epoch_of_one_sample_logs_a_reward_spread_of_zero(tmp_path):
+    reward_fn = lambda images, prompts, metadata: redness(images, prompts).detach().cpu()
+    reward_fn.differentiable = redness
+    config = load_config(FinetuneConfig, BACKPROP, quick(tmp_path, "epochs=1", "sampling.batch_size=1", "sampling.batches_per_epoch=1",
+                                                         "backprop.max_steps=1", "eval.every=0", "eval.oracle=false", "eval.fidelity=false"))
+    history = train(config, tmp_path / "run", reward_fn, None)["history"]
+    assert [h["reward/std"] for h in history if "reward/std" in h] == [0.0]
+
+
 def test_run_records_the_budget_and_its_lora_loads_into_a_pipeline(full_run):
     history = summary(full_run)["history"]
     assert [h["queries"] for h in history] == [0, 4, 8, 12]

@@ -26,9 +26,8 @@ def run(args) -> None:
     out = Path(args.out)
     saved = out / "demo.yaml"
     if saved.is_file():
-        import yaml
-
-        if yaml.safe_load(saved.read_text()) != to_dict(config):
+        # read through the schema, so that a key added since the run was started counts as its default
+        if to_dict(load_config(DemoConfig, saved, [])) != to_dict(config):
             raise BadInput(f"{out} holds a demo run with another config ({saved}); choose another --out to keep both")
     else:
         ensure_writable_dir(out)

@@ -6,6 +6,16 @@ from dataclasses import dataclass, field
 
 from align.errors import BadInput
 
+# Each fine-tuned model of the demo: its run directory's name, label and `finetune` config (configs/shapes/<config>.yaml).
+METHODS = {"ddpo": ("DDPO", "ddpo"), "rwr": ("RWR", "rwr"), "reward_backprop": ("Reward backprop", "reward_backprop")}
+# The upper bound: the same runs with the oracle as reward. Reward backpropagation has none: the oracle has no gradient.
+ORACLE_METHODS = {"ddpo_oracle": ("DDPO, oracle reward", "ddpo"), "rwr_oracle": ("RWR, oracle reward", "rwr")}
+
+
+def heldout_run(model: str) -> str:
+    """A model's run on the held-out prompts, in the demo directory: the baseline's is round 1's."""
+    return "round1/heldout" if model == "baseline" else f"eval/{model}-heldout"
+
 
 @dataclass
 class DemoConfig:
@@ -32,6 +42,12 @@ class DemoConfig:
     ddpo: list[str] = field(default_factory=list)  # overrides of configs/shapes/ddpo.yaml
     rwr: list[str] = field(default_factory=list)  # overrides of configs/shapes/rwr.yaml
     reward_backprop: list[str] = field(default_factory=list)  # overrides of configs/shapes/reward_backprop.yaml
+    # also DDPO and RWR with the oracle as reward (their own overrides, same budget), evaluated and compared like the rest
+    oracle_arms: bool = False
+
+    def methods(self) -> dict[str, tuple[str, str]]:
+        """The fine-tuned models of this demo: run name -> (label, finetune config, whose overrides it takes)."""
+        return {**METHODS, **(ORACLE_METHODS if self.oracle_arms else {})}
 
     def check(self) -> None:
         """What single bounds (align/config.py) cannot say."""

@@ -15,13 +15,12 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
-from align.demo.summary import BEST_OF_RUNS, HELDOUT_RUNS
+from align.demo.config import ORACLE_METHODS, DemoConfig, heldout_run
+from align.demo.summary import BEST_OF_RUNS
 from align.reports.plots import hacking_figure, image_uri, png_uri, sample_efficiency_figure
 from align.reports.reward_report import PAGE, add_best_of_curves, heldout_ratings, sections, write_page
 from align.rundir import read_samples
 
-MODELS = {"baseline": "Baseline", "rwr": "RWR", "ddpo": "DDPO", "reward_backprop": "Reward backprop", "best_of": "Best-of-n"}
-METHODS = {"ddpo": "DDPO", "rwr": "RWR", "reward_backprop": "Reward backprop"}
 CATEGORIES = ("count", "color", "background", "combination", "overall")
 SPLITS = {"unseen": "unseen (held-out) prompts", "seen": "seen (training) prompts, fresh seeds"}
 SHOWN_PROMPTS = 8
@@ -30,20 +29,31 @@ SHOWN_PROMPTS = 8
 def write_demo_report(demo_dir: Path, out: Path) -> Path:
     demo_dir, out = Path(demo_dir), Path(out)
     summary = json.loads((demo_dir / "summary.json").read_text())
+    methods = _methods(summary)
     histories = {label: json.loads((demo_dir / method / "metrics.json").read_text())["history"]
-                 for method, label in METHODS.items()}
+                 for method, label in methods.items()}
     body = [
         _headline(summary),
         _summary_table(summary),
         _reward_model(demo_dir),
         _before_after(demo_dir, summary),
-        _training_curves(demo_dir, histories),
-        _reward_hacking(demo_dir, histories),
+        _training_curves(demo_dir, methods, histories),
+        _reward_hacking(demo_dir, {m: label for m, label in methods.items() if m not in ORACLE_METHODS}, histories),
         _round2(summary),
         _agreement(demo_dir, summary),
         _provenance(demo_dir, summary),
     ]
     return write_page(out, PAGE.format(title="t2i-align demo: human feedback on the shapes world", body="\n".join(body)))
+
+
+def _methods(summary: dict) -> dict[str, str]:
+    """The demo's fine-tuned models, run name -> label."""
+    return {name: label for name, (label, _) in DemoConfig(**summary["config"]).methods().items()}
+
+
+def _models(summary: dict) -> dict[str, str]:
+    """Every model the demo compared, name -> label, in the tables' order."""
+    return {"baseline": "Baseline", **_methods(summary), "best_of": "Best-of-n"}
 
 
 def _missing(value) -> bool:
@@ -68,7 +78,7 @@ def _headline(summary: dict) -> str:
     for split, what in SPLITS.items():
         base = models["baseline"]["splits"][split]["alignment"]["overall"]
         sentences.append(f"On {what}, the baseline's images match their prompt {_interval(base)} of the time.")
-    for method, label in METHODS.items():
+    for method, label in _methods(summary).items():
         closed = summary["gap_closed"][method]
         sentences.append(f"{label} reaches {_interval(models[method]['splits']['unseen']['alignment']['overall'])} on unseen"
                          f" prompts, {_change(closed['unseen'])}, and {_interval(models[method]['splits']['seen']['alignment']['overall'])}"
@@ -123,7 +133,7 @@ def _summary_table(summary: dict) -> str:
     tables = []
     for split, what in SPLITS.items():
         rows = []
-        for name, label in MODELS.items():
+        for name, label in _models(summary).items():
             m = summary["models"][name]["splits"][split]
             oracle = "".join(f"<td>{_interval(m['alignment'][c]) if c in m['alignment'] else '–'}</td>" for c in CATEGORIES)
             rows.append(f"<tr><td><b>{label}</b></td><td>{m['images']}</td>{oracle}<td>{_pct(m['parseable']['value'])}</td>"
@@ -139,7 +149,7 @@ def _summary_table(summary: dict) -> str:
         tables.append(f"<h3>{what.capitalize()}</h3><table><tr><th>model</th><th>images</th>{header}<th>parseable</th>"
                       f"<th>mean reward</th><th>CLIP score</th><th>fidelity (Fréchet)</th></tr>{''.join(rows)}</table>")
     return (
-        "<h2>Baseline, RWR, DDPO, reward backpropagation and best-of-n on seen and unseen prompts</h2><p>The five models drew images for the same"
+        "<h2>Baseline, RWR, DDPO, reward backpropagation and best-of-n on seen and unseen prompts</h2><p>The models drew images for the same"
         " prompts with the same seeds: <i>seen</i> are the training prompts with fresh seeds, never used in"
         " fine-tuning or rating; <i>unseen</i> are the held-out prompts, whose attribute pairs no model or reward"
         " saw. <i>Oracle alignment</i> is the share of images a program that parses the scene judges to show"
@@ -171,17 +181,17 @@ def _before_after(demo_dir: Path, summary: dict) -> str:
     prompts = _matched_samples(demo_dir, summary).drop_duplicates("prompt")
     turn = prompts.groupby("category", sort=False).cumcount()  # take prompts from each category in turn
     shown = prompts.assign(turn=turn).sort_values("turn", kind="stable").head(SHOWN_PROMPTS).sort_index()
-    rows = []
+    rows, models = [], _models(summary)
     for _, s in shown.iterrows():
-        cells = "".join(_verdict_cell(s[f"{name} image"], s[f"{name} aligned"], label) for name, label in MODELS.items())
+        cells = "".join(_verdict_cell(s[f"{name} image"], s[f"{name} aligned"], label) for name, label in models.items())
         rows.append(f"<tr><td><b>{html.escape(s['prompt'])}</b><br>{s['category']}, seed {s['seed']}</td>{cells}</tr>")
-    runs = [HELDOUT_RUNS[name] for name in MODELS]
+    runs = [heldout_run(name) for name in models]
     return (
         f"<h2>Before and after: the same prompt and seed</h2><p>{len(shown)} held-out prompts, taken from each"
-        " category in turn in prompt-set order (not chosen by outcome), each drawn by the four models from the"
+        " category in turn in prompt-set order (not chosen by outcome), each drawn by every model from the"
         " same starting noise (the prompt's first seed). Under each image, the oracle's verdict:"
         " ✓ shows everything the prompt states, ✗ does not.</p><table><tr><th>prompt</th>"
-        + "".join(f"<th>{label}</th>" for label in MODELS.values()) + "</tr>" + "".join(rows) + "</table>"
+        + "".join(f"<th>{label}</th>" for label in models.values()) + "</tr>" + "".join(rows) + "</table>"
         + _source(*(f"{run}/samples.parquet" for run in runs), *(f"{run}/scores.parquet" for run in runs))
     )
 
@@ -189,8 +199,8 @@ def _before_after(demo_dir: Path, summary: dict) -> str:
 def _matched_samples(demo_dir: Path, summary: dict) -> pd.DataFrame:
     """One row per held-out (prompt, seed) drawn by every model: each model's image and oracle verdict."""
     matched = None
-    for name in MODELS:
-        run = demo_dir / HELDOUT_RUNS[name]
+    for name in _models(summary):
+        run = demo_dir / heldout_run(name)
         samples = read_samples(run).merge(pd.read_parquet(run / "scores.parquet")[["id", "aligned"]], on="id")
         samples = samples.sort_values("id").rename(columns={"aligned": f"{name} aligned"})
         samples[f"{name} image"] = [str(run / path) for path in samples["image_path"]]
@@ -205,9 +215,9 @@ def _verdict_cell(image_path: str, aligned: bool, label: str) -> str:
             f"<figcaption>{mark}</figcaption></figure></td>")
 
 
-def _training_curves(demo_dir: Path, histories: dict[str, list[dict]]) -> str:
+def _training_curves(demo_dir: Path, methods: dict[str, str], histories: dict[str, list[dict]]) -> str:
     grids = []
-    for method, label in METHODS.items():
+    for method, label in methods.items():
         files = sorted((demo_dir / method / "grids").glob("epoch_*.png"))
         if files:
             first, last = files[0], files[-1]
@@ -218,6 +228,11 @@ def _training_curves(demo_dir: Path, histories: dict[str, list[dict]]) -> str:
                   " evaluation, before training, and at their last:</p>"
                   "<table><tr><th>method</th><th>first evaluation</th><th>last evaluation</th></tr>"
                   + "".join(grids) + "</table>") if grids else "<p>The fine-tuning runs wrote no image grids.</p>"
+    oracle_rewarded = {label for method, label in methods.items() if method in ORACLE_METHODS}
+    oracle = ("<p>The runs marked <i>oracle reward</i> optimised the oracle's own verdict (1 aligned, 0 not) with the"
+              " same settings and budget: the upper bound of what a perfect reward buys each method. Their rewards are"
+              " not logits and are left out of the right panel. Reward backpropagation has no such run: the oracle"
+              " parses pixels and has no gradient.</p>") if oracle_rewarded else ""
     return (
         "<h2>Training curves</h2><p>Against the reward queries spent, the images the reward scored for training"
         " (the budget that matters when the reward is people): left, oracle alignment on the seen and unseen"
@@ -227,14 +242,16 @@ def _training_curves(demo_dir: Path, histories: dict[str, list[dict]]) -> str:
         " before any training. A reward that climbs while alignment stays flat or falls is a reward the model"
         " learned to please without following prompts better. These evaluations draw one image per prompt, so"
         " their intervals are wider than the table's.</p>"
-        f"<img alt='sample efficiency' src='{sample_efficiency_figure(histories)}'>" + grid_table
-        + _source(*(f"{m}/metrics.json (history)" for m in METHODS), *(f"{m}/grids/" for m in METHODS))
+        + oracle + f"<img alt='sample efficiency' src='{sample_efficiency_figure(histories, oracle_rewarded)}'>" + grid_table
+        + _source(*(f"{m}/metrics.json (history)" for m in methods), *(f"{m}/grids/" for m in methods))
     )
 
 
-def _reward_hacking(demo_dir: Path, histories: dict[str, list[dict]]) -> str:
+def _reward_hacking(demo_dir: Path, methods: dict[str, str], histories: dict[str, list[dict]]) -> str:
+    """The runs against the learned reward only: one against the oracle cannot hack it."""
+    histories = {label: histories[label] for label in methods.values()}
     warnings = []
-    for method, label in METHODS.items():
+    for method, label in methods.items():
         log = demo_dir / method / "train.log"
         lines = log.read_text().splitlines() if log.is_file() else []
         warnings += [f"<li><b>{label}</b>: {html.escape(line[line.index('reward hacking:'):])}</li>"
@@ -248,7 +265,7 @@ def _reward_hacking(demo_dir: Path, histories: dict[str, list[dict]]) -> str:
         " Real progress moves up (alignment rises); reward hacking moves right (reward up) and down (alignment"
         " down). The runs check this at every evaluation and log a warning when it happens.</p>"
         f"<img alt='reward against oracle alignment' src='{hacking_figure(histories)}'>" + logged
-        + _source(*(f"{m}/metrics.json (history)" for m in METHODS), *(f"{m}/train.log" for m in METHODS))
+        + _source(*(f"{m}/metrics.json (history)" for m in methods), *(f"{m}/train.log" for m in methods))
     )
 
 

@@ -9,10 +9,11 @@ overwritten. Fine-tuning runs in a child process so that accelerate owns that pr
     OUT/round1/labels.parquet    exported round-1 ratings
     OUT/reward-r1, OUT/reward-r2 reward models of round 1 and of rounds 1 + 2
     OUT/ddpo, OUT/rwr, OUT/reward_backprop   fine-tuning runs (LoRA in final/)
-    OUT/eval/{ddpo,rwr,reward_backprop}-heldout  the fine-tuned models on the held-out prompts, same seeds as the baseline
+    OUT/ddpo_oracle, OUT/rwr_oracle          with oracle_arms: the same runs with the oracle as reward
+    OUT/eval/<method>-heldout    the fine-tuned models on the held-out prompts, same seeds as the baseline
     OUT/eval/best_of-*           best-of-n sampling from the baseline with the round-1 reward (candidates/ kept)
     OUT/eval/*-seen              every model on the training prompts with fresh seeds (the seen split)
-    OUT/compare.json             `t2i-align compare` of the five models on both splits, with intervals
+    OUT/compare.json             `t2i-align compare` of every model on both splits, with intervals
     OUT/round2/train             the DDPO model's images of the training prompts, rated
     OUT/summary.json, OUT/report.html
 """
@@ -27,16 +28,14 @@ from pathlib import Path
 
 from align.cli import default_config
 from align.cli import main as cli
-from align.demo.config import DemoConfig
+from align.demo.config import ORACLE_METHODS, DemoConfig, heldout_run
 from align.errors import BadInput
 
-# Each model's runs, seen split first; the baseline's unseen run is round 1's held-out run.
-COMPARED = (("baseline", "eval/baseline-seen"), ("baseline", "round1/heldout"), ("ddpo", "eval/ddpo-seen"),
-            ("ddpo", "eval/ddpo-heldout"), ("rwr", "eval/rwr-seen"), ("rwr", "eval/rwr-heldout"),
-            ("reward_backprop", "eval/reward_backprop-seen"), ("reward_backprop", "eval/reward_backprop-heldout"),
-            ("best_of", "eval/best_of-seen"), ("best_of", "eval/best_of-heldout"))
-STAGES = ("baseline images", "round-1 ratings", "round-1 reward", "baseline evaluation", "DDPO", "RWR",
-          "reward backpropagation", "fine-tuned evaluation", "round 2", "summary and report")
+
+def compared_runs(config: DemoConfig) -> list[tuple[str, str]]:
+    """Each model's evaluated runs, seen split first; the baseline's unseen run is round 1's held-out run."""
+    models = ["baseline", *config.methods(), "best_of"]
+    return [(m, run) for m in models for run in (f"eval/{m}-seen", heldout_run(m))]
 
 
 class Demo:
@@ -46,9 +45,9 @@ class Demo:
         self.timings = json.loads(self.timings_file.read_text()) if self.timings_file.is_file() else {}
 
     def run(self) -> Path:
-        began = time.perf_counter()
-        for number, (name, stage) in enumerate(zip(STAGES, self._stages()), start=1):
-            print(f"\n== stage {number}/{len(STAGES)}: {name}", flush=True)
+        began, stages = time.perf_counter(), self.stages()
+        for number, (name, stage) in enumerate(stages.items(), start=1):
+            print(f"\n== stage {number}/{len(stages)}: {name}", flush=True)
             start = time.perf_counter()
             worked = stage()
             if worked:
@@ -58,9 +57,14 @@ class Demo:
         print(f"\ndemo finished in {time.perf_counter() - began:.0f} s")
         return self.out / "report.html"
 
-    def _stages(self):
-        return (self.baseline_images, self.round1_ratings, self.round1_reward, self.baseline_evaluation,
-                self.ddpo, self.rwr, self.reward_backprop, self.finetuned_evaluation, self.round2, self.summary_and_report)
+    def stages(self) -> dict:
+        """Stage name -> the method that runs it, in order."""
+        oracle = {"oracle upper bound": self.oracle_upper_bound} if self.config.oracle_arms else {}
+        return {"baseline images": self.baseline_images, "round-1 ratings": self.round1_ratings,
+                "round-1 reward": self.round1_reward, "baseline evaluation": self.baseline_evaluation, "DDPO": self.ddpo,
+                "RWR": self.rwr, "reward backpropagation": self.reward_backprop, **oracle,
+                "fine-tuned evaluation": self.finetuned_evaluation, "round 2": self.round2,
+                "summary and report": self.summary_and_report}
 
     # -- the stages: each returns whether it did any work --------------------------------------
 
@@ -84,21 +88,27 @@ class Demo:
         return self._evaluate(self.out / "round1/heldout")
 
     def ddpo(self) -> bool:
-        return self._finetune("ddpo", self.config.ddpo)
+        return self._finetune("ddpo")
 
     def rwr(self) -> bool:
-        return self._finetune("rwr", self.config.rwr)
+        return self._finetune("rwr")
 
     def reward_backprop(self) -> bool:
-        return self._finetune("reward_backprop", self.config.reward_backprop)
+        return self._finetune("reward_backprop")
+
+    def oracle_upper_bound(self) -> bool:
+        """The upper bound: DDPO and RWR with the oracle's verdict as reward, in the same budget."""
+        worked = False
+        for method in ORACLE_METHODS:
+            worked |= self._finetune(method)
+        return worked
 
     def finetuned_evaluation(self) -> bool:
         """Every model on both splits with the same seeds, then compared image for image."""
         c, worked = self.config, False
         best_of = [f"best_of={c.best_of}", f"reward.path={self.out / 'reward-r1'}"]
-        for model, extra in (("baseline", []), ("ddpo", [f"lora={self.out / 'ddpo/final'}"]),
-                             ("rwr", [f"lora={self.out / 'rwr/final'}"]),
-                             ("reward_backprop", [f"lora={self.out / 'reward_backprop/final'}"]), ("best_of", best_of)):
+        loras = {method: [f"lora={self.out / method / 'final'}"] for method in c.methods()}
+        for model, extra in {"baseline": [], **loras, "best_of": best_of}.items():
             run = self.out / f"eval/{model}-seen"
             worked |= self._generate(run, self._seen_prompts(), c.seen_images_per_prompt, c.seen_seed,
                                      [*extra, *self._baseline_images(model, "eval/baseline-seen")])
@@ -195,7 +205,7 @@ class Demo:
         out = self.out / "compare.json"
         if out.is_file():
             return False
-        runs = [f"{model}={self.out / run}" for model, run in COMPARED]
+        runs = [f"{model}={self.out / run}" for model, run in compared_runs(self.config)]
         self._command("compare", *[arg for run in runs for arg in ("--run", run)], "--out", str(out),
                       f"reward_model={self.out / 'reward-r1'}")
         return True
@@ -206,13 +216,15 @@ class Demo:
         self._command("evaluate", "--run", str(run), "--overwrite")  # without metrics.json, any scores are a stopped try's
         return True
 
-    def _finetune(self, method: str, overrides: list[str]) -> bool:
+    def _finetune(self, method: str) -> bool:
         out = self.out / method
         if (out / "metrics.json").is_file():
             return False
-        argv = ["finetune", "--config", default_config(f"shapes/{method}.yaml"), "--out", str(out),
+        config = self.config.methods()[method][1]
+        reward = ["reward.kind=oracle"] if method in ORACLE_METHODS else [f"reward.path={self.out / 'reward-r1'}"]
+        argv = ["finetune", "--config", default_config(f"shapes/{config}.yaml"), "--out", str(out),
                 *(["--resume"] if (out / "checkpoints").is_dir() else []),
-                f"model={self.config.model}", f"reward.path={self.out / 'reward-r1'}", *overrides]
+                f"model={self.config.model}", *reward, *getattr(self.config, config)]
         print("   $ t2i-align " + " ".join(argv), flush=True)
         if subprocess.run([sys.executable, "-m", "align.cli", *argv]).returncode:
             raise BadInput(f"the demo stopped: `t2i-align finetune` ({method}) failed; fix the cause above and rerun the demo to continue")

@@ -1,6 +1,6 @@
 """OUT/summary.json of a demo run: every headline number, each with the file it comes from.
 
-Baseline, RWR, DDPO and best-of-n sampling are compared on both splits (seen: training prompts with fresh seeds;
+Baseline, every fine-tuned model and best-of-n sampling are compared on both splits (seen: training prompts with fresh seeds;
 unseen: held-out prompts), each on the same prompts and seeds, by `t2i-align compare`
 (OUT/compare.json): alignment, CLIP score, mean round-1 reward, fidelity, and the paired gap
 closed, each with its 95% interval. A target is met only when its interval's lower end clears it.
@@ -19,28 +19,26 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from align.demo.config import DemoConfig
+from align.demo.config import DemoConfig, heldout_run
 from align.evaluation.evaluate import load_images
 from align.rundir import read_samples
 from labeling_app.agreement import krippendorff_alpha_nominal, pairwise_agreement
 from reward_models.metrics import roc_auc
 from reward_models.reward_model import RewardModel
 
-HELDOUT_RUNS = {"baseline": "round1/heldout", "rwr": "eval/rwr-heldout", "ddpo": "eval/ddpo-heldout",
-                "reward_backprop": "eval/reward_backprop-heldout", "best_of": "eval/best_of-heldout"}
-LORAS = {"baseline": None, "rwr": "rwr/final", "ddpo": "ddpo/final", "reward_backprop": "reward_backprop/final", "best_of": None}
 BEST_OF_RUNS = ("eval/best_of-seen", "eval/best_of-heldout")  # their candidates/ are the best-of-n curves' pools
 GAP_TARGET = 0.30  # of the unseen split's gap, by DDPO
 
 
 def write_summary(out: Path, config: DemoConfig, timings: dict) -> dict:
     comparison = json.loads((out / "compare.json").read_text())
-    runs = {name: _HeldoutRun(out / run) for name, run in HELDOUT_RUNS.items()}
+    runs = {name: _HeldoutRun(out / heldout_run(name)) for name in ("baseline", "ddpo")}
     rewards = {r: RewardModel.from_pretrained(out / r) for r in ("reward-r1", "reward-r2")}
-    models = {name: {"runs": [str(Path(r).relative_to(out.resolve())) for r in comparison["runs"][name]], "lora": LORAS[name],
-                     **comparison["models"][name]} for name in LORAS}
+    loras = {"baseline": None, **{m: f"{m}/final" for m in config.methods()}, "best_of": None}
+    models = {name: {"runs": [str(Path(r).relative_to(out.resolve())) for r in comparison["runs"][name]], "lora": lora,
+                     **comparison["models"][name]} for name, lora in loras.items()}
     gap_closed = {m: {split: versus["by_category"]["overall"]["gap_closed"]
-                      for split, versus in models[m]["versus_baseline"].items()} for m in LORAS if m != "baseline"}
+                      for split, versus in models[m]["versus_baseline"].items()} for m in loras if m != "baseline"}
     ddpo_unseen = gap_closed["ddpo"]["unseen"]
     tracking = {"round1_on_baseline": runs["baseline"].tracking(rewards["reward-r1"]),
                 "round1_on_ddpo": runs["ddpo"].tracking(rewards["reward-r1"]),
@@ -68,7 +66,7 @@ def write_summary(out: Path, config: DemoConfig, timings: dict) -> dict:
             "models, gap_closed": "compare.json (`t2i-align compare`; per image: <run>/scores.parquet)",
             "reward tracking": "reward-r1/, reward-r2/ applied to <run>/images",
             "agreement, ratings": "round1/labels.parquet, round2/labels.parquet",
-            "training curves": "ddpo/metrics.json, rwr/metrics.json, reward_backprop/metrics.json (history)",
+            "training curves": ", ".join(f"{m}/metrics.json" for m in config.methods()) + " (history)",
         },
     }
     (out / "summary.json").write_text(json.dumps(summary, indent=2))

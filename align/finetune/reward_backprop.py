@@ -109,7 +109,7 @@ def train(config: FinetuneConfig, out: Path, reward_fn, resume_from: Path | None
         metrics = {
             "epoch": counters.epoch,
             "reward/mean": float(rewards.mean()),
-            "reward/std": float(rewards.std()),
+            "reward/std": float(rewards.std(correction=0)),  # of all samples, as DDPO logs it: 0, not nan, for one
             "perf/samples_per_second": per_epoch / (time.perf_counter() - began),
             **{key: float(accelerator.reduce(torch.tensor(np.mean([st[key] for st in stats]), device=accelerator.device), "mean")) for key in stats[0]},
         }

@@ -16,7 +16,8 @@ from PIL import Image  # noqa: E402
 from reward_models.metrics import roc_auc, roc_curve  # noqa: E402
 
 COLORS = {"reward": "#1f77b4", "reward without aux": "#9ecae1", "CLIP score": "#ff7f0e"}
-METHOD_COLORS = {"DDPO": "#1f77b4", "RWR": "#2ca02c", "Reward backprop": "#d62728"}
+METHOD_COLORS = {"DDPO": "#1f77b4", "RWR": "#2ca02c", "Reward backprop": "#d62728",
+                 "DDPO, oracle reward": "#17becf", "RWR, oracle reward": "#bcbd22"}
 
 
 def data_uri(figure) -> str:
@@ -92,10 +93,11 @@ def png_uri(path) -> str:
         return "data:image/png;base64," + base64.b64encode(file.read()).decode()
 
 
-def sample_efficiency_figure(histories: dict[str, list[dict]]) -> str:
-    """Per fine-tuning method, against the reward queries spent: oracle alignment on both splits
-    (with their intervals) and the mean learned reward, so reward hacking shows on the same axis."""
-    figure, (left, right) = plt.subplots(1, 2, figsize=(10.4, 3.9))
+def sample_efficiency_figure(histories: dict[str, list[dict]], oracle_rewarded: set[str] = frozenset()) -> str:
+    """Per fine-tuning run, against the reward queries spent: oracle alignment on both splits
+    (with their intervals) and the mean learned reward, so reward hacking shows on the same axis.
+    Runs in `oracle_rewarded` optimised the oracle's 0 / 1 verdict: no learned reward to plot."""
+    figure, (left, right) = plt.subplots(1, 2, figsize=(10.4, 5.2))
     for method, history in histories.items():
         color = METHOD_COLORS.get(method)
         for split, style in (("unseen", "-"), ("seen", "--")):
@@ -108,14 +110,16 @@ def sample_efficiency_figure(histories: dict[str, list[dict]]) -> str:
             if all(f"{key}_low" in h for h in points):
                 left.fill_between(queries, [h[f"{key}_low"] for h in points], [h[f"{key}_high"] for h in points],
                                   color=color, alpha=0.12 if split == "unseen" else 0.06, lw=0)
+        if method in oracle_rewarded:
+            continue
         for key, what, style in (("reward/mean", "training samples", "-"), ("eval/unseen/reward_mean", "unseen", "--")):
             points = [(h["queries"], h[key]) for h in history if key in h]
             if points:
                 right.plot(*zip(*points), style, marker="o", ms=4, color=color, label=f"{method}, {what}")
     left.set(xlabel="reward queries (images scored for training)", ylabel="oracle alignment", title="Oracle alignment")
     right.set(xlabel="reward queries (images scored for training)", ylabel="mean learned reward (logit)", title="Reward")
-    for ax in (left, right):
-        ax.legend(fontsize=8)
+    for ax in (left, right):  # below the axes: with the oracle arms, ten lines would hide the curves
+        ax.legend(fontsize=7, ncol=2, loc="upper center", bbox_to_anchor=(0.5, -0.2))
     return data_uri(figure)
 
 
