@@ -49,6 +49,10 @@ class DemoConfig:
         """The fine-tuned models of this demo: run name -> (label, finetune config, whose overrides it takes)."""
         return {**METHODS, **(ORACLE_METHODS if self.oracle_arms else {})}
 
+    def models(self) -> dict[str, str]:
+        """Every model the demo compares, name -> label, in the tables' order."""
+        return {"baseline": "Baseline", **{name: label for name, (label, _) in self.methods().items()}, "best_of": "Best-of-n"}
+
     def check(self) -> None:
         """What single bounds (align/config.py) cannot say."""
         if self.train_overlap > self.raters or self.heldout_overlap > self.raters:

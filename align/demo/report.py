@@ -53,7 +53,7 @@ def _methods(summary: dict) -> dict[str, str]:
 
 def _models(summary: dict) -> dict[str, str]:
     """Every model the demo compared, name -> label, in the tables' order."""
-    return {"baseline": "Baseline", **_methods(summary), "best_of": "Best-of-n"}
+    return DemoConfig(**summary["config"]).models()
 
 
 def _missing(value) -> bool:

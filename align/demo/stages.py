@@ -34,8 +34,7 @@ from align.errors import BadInput
 
 def compared_runs(config: DemoConfig) -> list[tuple[str, str]]:
     """Each model's evaluated runs, seen split first; the baseline's unseen run is round 1's held-out run."""
-    models = ["baseline", *config.methods(), "best_of"]
-    return [(m, run) for m in models for run in (f"eval/{m}-seen", heldout_run(m))]
+    return [(m, run) for m in config.models() for run in (f"eval/{m}-seen", heldout_run(m))]
 
 
 class Demo:
