@@ -7,7 +7,8 @@ import torch
 from diffusers import StableDiffusionPipeline
 from safetensors.torch import load_file
 
-from align.shapes.pretrain import main
+from align.models import resolve
+from align.shapes.pretrain import main, train_unet
 
 
 def test_quick_pretraining_is_deterministic_and_loadable(tmp_path):
@@ -23,3 +24,10 @@ def test_quick_pretraining_is_deterministic_and_loadable(tmp_path):
     pipeline = StableDiffusionPipeline.from_pretrained(tmp_path / "a" / "tiny-sd")
     assert pipeline.vae.config.scaling_factor > 0
     assert (tmp_path / "a" / "tiny-sd" / "tokenizer" / "vocab.json").is_file()
+
+
+def test_the_unet_stage_goes_on_from_a_given_unet(tmp_path):
+    pipeline = StableDiffusionPipeline.from_pretrained(resolve("shapes-tiny-sd"))
+    before = {name: tensor.clone() for name, tensor in pipeline.unet.state_dict().items()}
+    unet = train_unet(tmp_path, 2, pipeline.vae, pipeline.text_encoder, pipeline.tokenizer, start=pipeline.unet, peak_lr=0.0)
+    assert all(torch.equal(before[name], tensor) for name, tensor in unet.state_dict().items())  # a fresh UNet would differ

@@ -163,7 +163,9 @@ def edge_error(reconstruction: torch.Tensor, images: torch.Tensor) -> torch.Tens
     return error
 
 
-def train_unet(work: Path, steps: int, vae: AutoencoderKL, text_encoder: CLIPTextModel, tokenizer: CLIPTokenizer):
+def train_unet(work: Path, steps: int, vae: AutoencoderKL, text_encoder: CLIPTextModel, tokenizer: CLIPTokenizer,
+               start: UNet2DConditionModel | None = None, peak_lr: float = UNET_LR):
+    """Train a fresh tiny UNet, or `start`: the shipped one further, or another architecture (bench/unet_pretraining.py)."""
     torch.manual_seed(SEED + 2)
     rng = random.Random(SEED + 2)
     specs = training_specs()
@@ -173,12 +175,12 @@ def train_unet(work: Path, steps: int, vae: AutoencoderKL, text_encoder: CLIPTex
         embeddings = text_encoder(ids.input_ids).last_hidden_state
     caption_index = {spec: i for i, spec in enumerate(specs)}
     empty = len(specs)
-    unet = tiny_unet(text_encoder.config.hidden_size)
+    unet = start if start is not None else tiny_unet(text_encoder.config.hidden_size)
     ema = EMAModel(unet.parameters(), decay=0.999, model_cls=UNet2DConditionModel, model_config=unet.config)
     noise_scheduler = training_scheduler()
     snr = noise_scheduler.alphas_cumprod / (1 - noise_scheduler.alphas_cumprod)
-    optimizer = torch.optim.AdamW(unet.parameters(), lr=UNET_LR, weight_decay=1e-2)
-    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, UNET_LR, total_steps=steps, pct_start=0.03)
+    optimizer = torch.optim.AdamW(unet.parameters(), lr=peak_lr, weight_decay=1e-2)
+    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, peak_lr, total_steps=steps, pct_start=0.03)
     generator = torch.Generator().manual_seed(SEED + 2)
     scale = vae.config.scaling_factor
     unet.train()
