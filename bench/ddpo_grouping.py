@@ -18,7 +18,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from paired_arms import compare, finetune, print_versus_baseline
+from paired_arms import run_arms
 
 DEMO_DDPO = ["train.timestep_fraction=0.5", "eval.every=0", "eval.fidelity=false"]
 ARMS = {
@@ -37,13 +37,8 @@ def main() -> None:
     parser.add_argument("--reward", default="oracle", help="oracle, or a reward model directory")
     parser.add_argument("--epochs", type=int, default=40)
     args = parser.parse_args()
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
     reward = ["reward.kind=oracle"] if args.reward == "oracle" else [f"reward.path={args.reward}"]
-    models = {"baseline": None}
-    for arm, overrides in ARMS.items():
-        models[arm] = finetune(out / arm, "configs/shapes/ddpo.yaml", [f"epochs={args.epochs}", *reward, *DEMO_DDPO, *overrides])
-    print_versus_baseline(compare(out, models), ARMS)
+    run_arms(Path(args.out), "configs/shapes/ddpo.yaml", ARMS, [f"epochs={args.epochs}", *reward, *DEMO_DDPO])
 
 
 if __name__ == "__main__":

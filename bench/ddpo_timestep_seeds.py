@@ -28,7 +28,7 @@ import yaml
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "bench"))
 
-from paired_arms import cli, finetune, print_versus_baseline  # noqa: E402
+from paired_arms import cli, demo_baseline_runs, demo_split_runs, finetune, print_versus_baseline  # noqa: E402
 
 BUDGET = ["epochs=40", "eval.every=0"]
 ARMS = {"all_steps_half": ["train.timestep_fraction=0.5"],
@@ -43,20 +43,13 @@ def main() -> None:
     args = parser.parse_args()
     demo, out = args.demo, args.out
     settings = yaml.safe_load((demo / "demo.yaml").read_text())
-    runs = ["--run", f"baseline={demo / 'eval/baseline-seen'}", "--run", f"baseline={demo / 'round1/heldout'}"]
+    runs = demo_baseline_runs(demo)
     for seed in args.seeds:
         for arm, overrides in ARMS.items():
             name = f"{arm}_seed{seed}"
             lora = finetune(out / name, "configs/shapes/ddpo.yaml",
                             [f"model={settings['model']}", f"reward.path={demo / 'reward-r1'}", *BUDGET, f"seed={seed}", *overrides])
-            for split, prompts, per_prompt, seed_key in (("seen", "train", "seen_images_per_prompt", "seen_seed"),
-                                                        ("unseen", "heldout", "heldout_images_per_prompt", "heldout_seed")):
-                images = out / f"{name}-{split}"
-                if not (images / "metrics.json").is_file():
-                    cli("generate", "--out", str(images), "--resume", f"prompts={prompts}", f"images_per_prompt={settings[per_prompt]}",
-                        f"seed={settings[seed_key]}", f"lora={lora}")
-                    cli("evaluate", "--run", str(images), "--overwrite")
-                runs += ["--run", f"{name}={images}"]
+            runs += demo_split_runs(demo, out, name, lora)
     cli("compare", *runs, "--out", str(out / "compare.json"), "--overwrite", f"reward_model={demo / 'reward-r1'}")
     result = json.loads((out / "compare.json").read_text())
     print_versus_baseline(result, [m for m in result["models"] if m != "baseline"])

@@ -13,6 +13,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import yaml
+
 ROOT = Path(__file__).resolve().parent.parent
 SEEN_SEED, UNSEEN_SEED = 300_000, 400_000
 
@@ -66,6 +68,27 @@ def run_arms(out: Path, config: str, arms: dict[str, list[str]], common: list[st
             models[arm] = finetune(out / arm, config, [*common, *overrides])
     models |= others or {}
     print_versus_baseline(compare(out, models, sampler), [m for m in models if m != "baseline"])
+
+
+def demo_baseline_runs(demo: Path) -> list[str]:
+    """`compare` arguments for the baseline of a finished `make demo`: its seen and unseen splits."""
+    return ["--run", f"baseline={demo / 'eval/baseline-seen'}", "--run", f"baseline={demo / 'round1/heldout'}"]
+
+
+def demo_split_runs(demo: Path, out: Path, name: str, lora: Path) -> list[str]:
+    """Draw the demo's seen split (training prompts at its seen seed) and unseen split (held-out
+    prompts at its held-out seed) with `lora`, evaluate them, and return their `compare` arguments."""
+    settings = yaml.safe_load((demo / "demo.yaml").read_text())
+    runs = []
+    for split, prompts, per_prompt, seed_key in (("seen", "train", "seen_images_per_prompt", "seen_seed"),
+                                                ("unseen", "heldout", "heldout_images_per_prompt", "heldout_seed")):
+        images = out / f"{name}-{split}"
+        if not (images / "metrics.json").is_file():
+            cli("generate", "--out", str(images), "--resume", f"prompts={prompts}", f"images_per_prompt={settings[per_prompt]}",
+                f"seed={settings[seed_key]}", f"lora={lora}")
+            cli("evaluate", "--run", str(images), "--overwrite")
+        runs += ["--run", f"{name}={images}"]
+    return runs
 
 
 def _model_overrides(final: Path) -> list[str]:

@@ -34,7 +34,7 @@ def write_summary(out: Path, config: DemoConfig, timings: dict) -> dict:
     comparison = json.loads((out / "compare.json").read_text())
     runs = {name: _HeldoutRun(out / heldout_run(name)) for name in ("baseline", "ddpo")}
     rewards = {r: RewardModel.from_pretrained(out / r) for r in ("reward-r1", "reward-r2")}
-    loras = {"baseline": None, **{m: f"{m}/final" for m in config.methods()}, "best_of": None}
+    loras = {name: f"{name}/final" if name in config.methods() else None for name in config.models()}
     models = {name: {"runs": [str(Path(r).relative_to(out.resolve())) for r in comparison["runs"][name]], "lora": lora,
                      **comparison["models"][name]} for name, lora in loras.items()}
     gap_closed = {m: {split: versus["by_category"]["overall"]["gap_closed"]
