@@ -44,7 +44,7 @@ def main() -> None:
         history = json.loads((out / arm / "metrics.json").read_text())["history"]
         clipped = [h["train/clip_fraction"] for h in history if "train/clip_fraction" in h]
         print(f"{arm}: PPO clip fraction {sum(clipped) / len(clipped):.3f} on average over {len(clipped)} epochs")
-        arms += demo_split_runs(demo, out, arm, lora)
+        arms += demo_split_runs(demo, out, arm, [f"lora={lora}"])
     cli("compare", *demo_baseline_runs(demo), *demo_ddpo, *arms, "--out", str(out / "compare.json"), "--overwrite", f"reward_model={demo / 'reward-r1'}")
     result = json.loads((out / "compare.json").read_text())
     print_versus_baseline(result, [m for m in result["models"] if m != "baseline"])

@@ -49,7 +49,7 @@ def main() -> None:
             name = f"{arm}_seed{seed}"
             lora = finetune(out / name, "configs/shapes/ddpo.yaml",
                             [f"model={settings['model']}", f"reward.path={demo / 'reward-r1'}", *BUDGET, f"seed={seed}", *overrides])
-            runs += demo_split_runs(demo, out, name, lora)
+            runs += demo_split_runs(demo, out, name, [f"lora={lora}"])
     cli("compare", *runs, "--out", str(out / "compare.json"), "--overwrite", f"reward_model={demo / 'reward-r1'}")
     result = json.loads((out / "compare.json").read_text())
     print_versus_baseline(result, [m for m in result["models"] if m != "baseline"])

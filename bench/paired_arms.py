@@ -75,9 +75,10 @@ def demo_baseline_runs(demo: Path) -> list[str]:
     return ["--run", f"baseline={demo / 'eval/baseline-seen'}", "--run", f"baseline={demo / 'round1/heldout'}"]
 
 
-def demo_split_runs(demo: Path, out: Path, name: str, lora: Path) -> list[str]:
+def demo_split_runs(demo: Path, out: Path, name: str, model: list[str]) -> list[str]:
     """Draw the demo's seen split (training prompts at its seen seed) and unseen split (held-out
-    prompts at its held-out seed) with `lora`, evaluate them, and return their `compare` arguments."""
+    prompts at its held-out seed) with `model` (`generate` overrides: lora=..., model=...), evaluate
+    them, and return their `compare` arguments."""
     settings = yaml.safe_load((demo / "demo.yaml").read_text())
     runs = []
     for split, prompts, per_prompt, seed_key in (("seen", "train", "seen_images_per_prompt", "seen_seed"),
@@ -85,7 +86,7 @@ def demo_split_runs(demo: Path, out: Path, name: str, lora: Path) -> list[str]:
         images = out / f"{name}-{split}"
         if not (images / "metrics.json").is_file():
             cli("generate", "--out", str(images), "--resume", f"prompts={prompts}", f"images_per_prompt={settings[per_prompt]}",
-                f"seed={settings[seed_key]}", f"lora={lora}")
+                f"seed={settings[seed_key]}", *model)
             cli("evaluate", "--run", str(images), "--overwrite")
         runs += ["--run", f"{name}={images}"]
     return runs
