@@ -9,7 +9,7 @@ demo's DDPO is limited by its optimizer steps, not its reward queries, so `train
 1,280 queries, the same clip range) raises seen alignment beyond the demo's DDPO. Every other
 setting is the demo's (`demo.yaml`'s `ddpo` overrides, round-1 reward, seed 0). The arm draws
 the demo's seen and unseen splits; one `t2i-align compare` pairs it, and the demo's own DDPO,
-with the demo's baseline. About 11 minutes of training here; a finished run is reused.
+with the demo's baseline. About 7 minutes of training here; a finished run is reused.
 """
 
 from __future__ import annotations

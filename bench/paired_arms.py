@@ -3,6 +3,8 @@ unseen prompts with every final model and the shipped one, and pair them with `t
 
 Seen: a fixed sample of 89 training prompts x 2, unseen: the 89 held-out prompts x 2, both with
 fresh seeds no rating, fine-tuning or demo run uses. A rerun reuses finished runs and images.
+The DDPO benches that run after `make demo` draw the demo's own splits instead (demo_split_runs),
+to be paired with the demo's baseline images.
 """
 
 from __future__ import annotations
