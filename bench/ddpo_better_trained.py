@@ -14,7 +14,6 @@ pairs the DDPO with its own start. Run bench/unet_pretraining.py first. About 5 
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -23,7 +22,7 @@ import yaml
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "bench"))
 
-from paired_arms import cli, demo_baseline_runs, demo_split_runs, finetune, print_versus_baseline  # noqa: E402
+from paired_arms import compare_runs, demo_baseline_runs, demo_split_runs, finetune, print_versus_baseline  # noqa: E402
 
 BETTER_TRAINED = ROOT / "runs/bench-unet-pretraining/+4000 steps, lr 1e-4/tiny-sd"
 
@@ -43,11 +42,10 @@ def main() -> None:
         lora = finetune(out / f"ddpo_seed{seed}", "configs/shapes/ddpo.yaml", [f"model={args.start}", f"reward.path={demo / 'reward-r1'}",
                                                                              *settings["ddpo"], "eval.every=0", f"seed={seed}"])
         tuned += demo_split_runs(demo, out, f"ddpo_seed{seed}", [f"model={args.start}", f"lora={lora}"])
-    cli("compare", *start, *tuned, "--out", str(out / "compare.json"), "--overwrite", f"reward_model={demo / 'reward-r1'}")
-    print_versus_baseline(json.loads((out / "compare.json").read_text()), [f"ddpo_seed{seed}" for seed in args.seeds])
+    result = compare_runs([*start, *tuned], out / "compare.json", f"reward_model={demo / 'reward-r1'}")
+    print_versus_baseline(result, [f"ddpo_seed{seed}" for seed in args.seeds])
     start_named = [run.replace("baseline=", "start=") for run in start]  # the start itself against the shipped model
-    cli("compare", *demo_baseline_runs(demo), *start_named, "--out", str(out / "compare-start.json"), "--overwrite")
-    print_versus_baseline(json.loads((out / "compare-start.json").read_text()), ["start"])
+    print_versus_baseline(compare_runs([*demo_baseline_runs(demo), *start_named], out / "compare-start.json"), ["start"])
 
 
 if __name__ == "__main__":

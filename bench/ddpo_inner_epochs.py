@@ -24,7 +24,7 @@ import yaml
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "bench"))
 
-from paired_arms import cli, demo_baseline_runs, demo_split_runs, finetune, print_versus_baseline  # noqa: E402
+from paired_arms import compare_runs, demo_baseline_runs, demo_split_runs, finetune, print_versus_baseline  # noqa: E402
 
 ARMS = {"four_passes": ["train.inner_epochs=4"]}
 
@@ -45,12 +45,10 @@ def main() -> None:
         clipped = [h["train/clip_fraction"] for h in history if "train/clip_fraction" in h]
         print(f"{arm}: PPO clip fraction {sum(clipped) / len(clipped):.3f} on average over {len(clipped)} epochs")
         arms += demo_split_runs(demo, out, arm, [f"lora={lora}"])
-    cli("compare", *demo_baseline_runs(demo), *demo_ddpo, *arms, "--out", str(out / "compare.json"), "--overwrite", f"reward_model={demo / 'reward-r1'}")
-    result = json.loads((out / "compare.json").read_text())
+    result = compare_runs([*demo_baseline_runs(demo), *demo_ddpo, *arms], out / "compare.json", f"reward_model={demo / 'reward-r1'}")
     print_versus_baseline(result, [m for m in result["models"] if m != "baseline"])
     against_demo_ddpo = [run.replace("demo_ddpo=", "baseline=") for run in demo_ddpo]  # the arms paired with the demo's DDPO itself
-    cli("compare", *against_demo_ddpo, *arms, "--out", str(out / "compare-vs-demo-ddpo.json"), "--overwrite")
-    print_versus_baseline(json.loads((out / "compare-vs-demo-ddpo.json").read_text()), list(ARMS))
+    print_versus_baseline(compare_runs([*against_demo_ddpo, *arms], out / "compare-vs-demo-ddpo.json"), list(ARMS))
 
 
 if __name__ == "__main__":

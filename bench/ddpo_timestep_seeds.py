@@ -19,7 +19,6 @@ is positive at every seed.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -28,7 +27,7 @@ import yaml
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "bench"))
 
-from paired_arms import cli, demo_baseline_runs, demo_split_runs, finetune, print_versus_baseline  # noqa: E402
+from paired_arms import compare_runs, demo_baseline_runs, demo_split_runs, finetune, print_versus_baseline  # noqa: E402
 
 BUDGET = ["epochs=40", "eval.every=0"]
 ARMS = {"all_steps_half": ["train.timestep_fraction=0.5"],
@@ -50,8 +49,7 @@ def main() -> None:
             lora = finetune(out / name, "configs/shapes/ddpo.yaml",
                             [f"model={settings['model']}", f"reward.path={demo / 'reward-r1'}", *BUDGET, f"seed={seed}", *overrides])
             runs += demo_split_runs(demo, out, name, [f"lora={lora}"])
-    cli("compare", *runs, "--out", str(out / "compare.json"), "--overwrite", f"reward_model={demo / 'reward-r1'}")
-    result = json.loads((out / "compare.json").read_text())
+    result = compare_runs(runs, out / "compare.json", f"reward_model={demo / 'reward-r1'}")
     print_versus_baseline(result, [m for m in result["models"] if m != "baseline"])
 
 

@@ -54,8 +54,12 @@ def compare(out: Path, models: dict[str, Path | None], sampler: tuple[str, ...] 
                 cli("generate", "--out", str(images), "--resume", f"prompts={prompts}", "images_per_prompt=2",
                     f"seed={seed}", *(_model_overrides(lora) if lora else []), *sampler)
             runs += ["--run", f"{name}={images}"]
-    report = out / f"compare{suffix}.json"
-    cli("compare", *runs, "--out", str(report), "--overwrite")
+    return compare_runs(runs, out / f"compare{suffix}.json")
+
+
+def compare_runs(runs: list[str], report: Path, *options: str) -> dict:
+    """`t2i-align compare` of these `--run` arguments (the first model is the baseline) into `report`, read back."""
+    cli("compare", *runs, "--out", str(report), "--overwrite", *options)
     return json.loads(report.read_text())
 
 

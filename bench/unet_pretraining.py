@@ -22,7 +22,6 @@ About 0.2 s a step here for the shipped architecture; finished arms are reused.
 from __future__ import annotations
 
 import argparse
-import json
 import shutil
 import sys
 import time
@@ -31,7 +30,7 @@ from pathlib import Path
 import torch
 from diffusers import StableDiffusionPipeline, UNet2DConditionModel
 
-from paired_arms import ROOT, cli, compare, print_versus_baseline
+from paired_arms import ROOT, compare, compare_runs, print_versus_baseline
 
 sys.path.insert(0, str(ROOT))
 from align.models import resolve  # noqa: E402
@@ -86,9 +85,7 @@ def main() -> None:
     fresh = [arm for arm in models if arm in ARMS and ARMS[arm][0] != "shipped"]
     if len(fresh) == 2:  # the two architectures paired with each other, on the images drawn above
         runs = [f"--run={arm}={args.out / 'images' / f'{arm}-{split}'}" for arm in fresh for split in ("seen", "unseen")]
-        report = args.out / "compare-architectures.json"
-        cli("compare", *runs, "--out", str(report), "--overwrite")
-        print_versus_baseline(json.loads(report.read_text()), fresh[1:])
+        print_versus_baseline(compare_runs(runs, args.out / "compare-architectures.json"), fresh[1:])
 
 
 if __name__ == "__main__":
