@@ -26,6 +26,8 @@ ARMS = {
     "backprop K in 1-20, lr 3e-3": ["train.lr=3e-3"],
     "backprop K 1 (DRaFT-1), lr 1e-3": ["backprop.max_steps=1"],
     "backprop lr 1e-3, LoRA + convs": ["lora.targets=[to_q,to_k,to_v,to_out.0,conv1,conv2]"],
+    # bench/gradient_noise_scale.py: noise scale about 180 samples, so a step of 8 is mostly noise
+    "backprop lr 1e-3, 128 samples a step": ["sampling.batches_per_epoch=16", "train.accumulation=16", "epochs=10"],
 }
 
 

@@ -82,6 +82,7 @@ def test_stopped_and_resumed_run_matches_the_uninterrupted_one(full_run, reward_
     (["reward.kind=oracle"], "needs a differentiable reward, and reward.kind: oracle is not one"),
     (["backprop.max_steps=4"], "1 <= min <= max <= sampling.steps (3), got 1 and 4"),
     (["backprop.min_steps=0"], "'backprop.min_steps' in"),
+    (["sampling.batches_per_epoch=2", "train.accumulation=4"], "train.accumulation (4) must divide sampling.batches_per_epoch (2)"),
 ])
 def test_bad_input(extra, words, reward_dir, tmp_path, capsys):
     err = refused(capsys, "--config", BACKPROP, "--out", str(tmp_path / "out"), *backprop(tmp_path, reward_dir, *extra))

@@ -198,6 +198,9 @@ class FinetuneConfig:
         if not 1 <= b.min_steps <= b.max_steps <= self.sampling.steps:
             raise BadInput(f"backprop.min_steps and backprop.max_steps must satisfy 1 <= min <= max <= sampling.steps"
                            f" ({self.sampling.steps}), got {b.min_steps} and {b.max_steps}")
+        if self.sampling.batches_per_epoch % self.train.accumulation:  # a checkpoint must not cut an accumulated step
+            raise BadInput(f"train.accumulation ({self.train.accumulation}) must divide sampling.batches_per_epoch"
+                           f" ({self.sampling.batches_per_epoch}): an optimizer step ends within its epoch")
         if self.reward.kind != "learned":
             raise BadInput(f"reward backpropagation needs a differentiable reward, and reward.kind: {self.reward.kind} is not"
                            " one (the oracle parses pixels, CLIP score here goes through PIL); use reward.kind: learned")

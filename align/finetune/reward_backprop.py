@@ -85,7 +85,7 @@ def train(config: FinetuneConfig, out: Path, reward_fn, resume_from: Path | None
             k = random.Random(draw_seed(config.seed, epoch, 10**9 + b)).randint(bp.min_steps, bp.max_steps)
             with accelerator.accumulate(unet):
                 with accelerator.autocast():
-                    images = _sample_with_grad(unet, scheduler, pipeline.vae, embed(batch_prompts), embed([""]), s,
+                    images = sample_with_grad(unet, scheduler, pipeline.vae, embed(batch_prompts), embed([""]), s,
                                                generators, latent_shape, k, bp.gradient_checkpointing)
                     rewards = reward_fn.differentiable(images, batch_prompts).float()
                     loss = -F.logsigmoid(rewards).mean()
@@ -118,7 +118,7 @@ def train(config: FinetuneConfig, out: Path, reward_fn, resume_from: Path | None
     return finish(config, out, accelerator, pipeline, params, counters)
 
 
-def _sample_with_grad(unet, scheduler, vae, embeds, negative, sampling, generators, latent_shape, k, use_checkpointing):
+def sample_with_grad(unet, scheduler, vae, embeds, negative, sampling, generators, latent_shape, k, use_checkpointing):
     """Images in [0, 1] from DDIM, differentiable through the last k steps and the decoder."""
     device = embeds.device
     noise = lambda: torch.stack([torch.randn(latent_shape, generator=g) for g in generators]).to(device, embeds.dtype)
