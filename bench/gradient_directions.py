@@ -8,12 +8,12 @@ DDPO's is not. Hypothesis: a step along reward backpropagation's mean gradient r
 reward *and* oracle alignment (the reward's gradient points towards alignment; what holds the
 method back is then its step size or budget), while DDPO's mean gradient, mostly noise, moves
 neither. The supervised denoising gradient is the third direction. Each direction d = -mean
-gradient / root-mean-square gradient, weight by weight (over the batches: the step Adam takes),
-scaled so that the LoRA weights move by eta in root-mean-square, is added to the same
-fresh LoRA the gradients were taken at; every model draws the same 89 training prompts x 2 with
-fixed noise and the deployment sampler (DDIM eta 0, 20 steps, guidance 5). Reported: the learned
-reward's mean and oracle alignment, each as a paired difference from the unmoved LoRA with a 95%
-bootstrap interval over the 89 prompts. About 13 minutes here.
+gradient / root-mean-square gradient, weight by weight over the batches (the ratio Adam's update
+tends to once its moments span many batches), scaled so that the LoRA weights move by eta in
+root-mean-square, is added to the same fresh LoRA the gradients were taken at; every model draws
+the same 89 training prompts x 2 with fixed noise and the deployment sampler (DDIM eta 0, 20
+steps, guidance 5). Reported: the learned reward's mean and oracle alignment, each as a paired
+difference from the unmoved LoRA with a 95% bootstrap interval over the 89 prompts. About 13 minutes here.
 """
 
 from __future__ import annotations
@@ -73,7 +73,7 @@ def main() -> None:
     print("\n| direction | step (RMS of the LoRA change) | learned reward: difference | oracle alignment: difference |\n|---|---|---|---|")
     for name in DIRECTIONS:
         batches = torch.from_numpy(gradients[name])
-        # preconditioned as Adam's update is: the mean over the second moment, per weight
+        # weight by weight, the mean over the root-mean-square across batches: noisy weights barely move
         direction = (-batches.mean(0) / (batches.pow(2).mean(0).sqrt() + 1e-12)).float()
         direction /= direction.pow(2).mean().sqrt()
         for eta in STEP_SIZES:

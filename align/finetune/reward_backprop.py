@@ -86,7 +86,7 @@ def train(config: FinetuneConfig, out: Path, reward_fn, resume_from: Path | None
             with accelerator.accumulate(unet):
                 with accelerator.autocast():
                     images = sample_with_grad(unet, scheduler, pipeline.vae, embed(batch_prompts), embed([""]), s,
-                                               generators, latent_shape, k, bp.gradient_checkpointing)
+                                              generators, latent_shape, k, bp.gradient_checkpointing)
                     rewards = reward_fn.differentiable(images, batch_prompts).float()
                     loss = -F.logsigmoid(rewards).mean()
                     pretrain = torch.zeros((), device=accelerator.device)
