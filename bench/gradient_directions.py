@@ -19,7 +19,6 @@ difference from the unmoved LoRA with a 95% bootstrap interval over the 89 promp
 from __future__ import annotations
 
 import argparse
-import random
 import sys
 import tempfile
 from pathlib import Path
@@ -29,16 +28,16 @@ import torch
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
 
 from align.config import load_config  # noqa: E402
 from align.finetune.config import FinetuneConfig  # noqa: E402
 from align.finetune.rewards import make_reward_fn, oracle_reward  # noqa: E402
 from align.finetune.run_setup import load_models, make_accelerator  # noqa: E402
-from align.generation.prompts import load_prompts  # noqa: E402
+from paired_arms import SEEN_SEED, seen_sample  # noqa: E402
 
 DIRECTIONS = ("reward backprop, learned reward", "DDPO, learned reward", "supervised denoising (pretraining)")
 STEP_SIZES = (0.001, 0.003, 0.01)  # root-mean-square change of the LoRA weights: about 1, 3, 10 Adam steps at lr 1e-3
-SEEN_SEED = 300_000  # bench/paired_arms.py's seen sample of the training prompts
 
 
 def main() -> None:
@@ -55,7 +54,7 @@ def main() -> None:
     pipeline.unet.eval()
     start = [p.detach().clone() for p in params]
     learned, oracle = make_reward_fn(config.reward, accelerator.device), oracle_reward()
-    prompts = sorted(random.Random(SEEN_SEED).sample([p.text for p in load_prompts("train")], 89)) * 2
+    prompts = seen_sample() * 2  # the sweeps' seen split; SEEN_SEED also seeds the images' noise
 
     def draw() -> tuple[np.ndarray, np.ndarray]:
         rewards, aligned = [], []

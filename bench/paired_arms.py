@@ -40,11 +40,7 @@ def compare(out: Path, models: dict[str, Path | None], sampler: tuple[str, ...] 
     `sampler`: `generate` overrides (e.g. sampling.guidance=1.0) for every model, kept in their own folder."""
     seen = out / "seen_prompts.txt"
     if not seen.is_file():
-        sys.path.insert(0, str(ROOT))
-        from align.generation.prompts import load_prompts
-
-        texts = sorted(random.Random(SEEN_SEED).sample([p.text for p in load_prompts("train")], 89))
-        seen.write_text("\n".join(texts) + "\n")
+        seen.write_text("\n".join(seen_sample()) + "\n")
     runs = []
     suffix = "".join(f"-{o}" for o in sampler)
     for name, lora in models.items():
@@ -55,6 +51,14 @@ def compare(out: Path, models: dict[str, Path | None], sampler: tuple[str, ...] 
                     f"seed={seed}", *(_model_overrides(lora) if lora else []), *sampler)
             runs += ["--run", f"{name}={images}"]
     return compare_runs(runs, out / f"compare{suffix}.json")
+
+
+def seen_sample() -> list[str]:
+    """The fixed sample of 89 training prompts every sweep draws as its seen split."""
+    sys.path.insert(0, str(ROOT))
+    from align.generation.prompts import load_prompts
+
+    return sorted(random.Random(SEEN_SEED).sample([p.text for p in load_prompts("train")], 89))
 
 
 def compare_runs(runs: list[str], report: Path, *options: str) -> dict:
