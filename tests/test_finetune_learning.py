@@ -53,9 +53,9 @@ def test_a_planted_reward_is_learned_in_a_few_steps(method, tmp_path):
     train, config_file = METHODS[method]
     measured = tmp_path / "measured_prompts.txt"
     measured.write_text("\n".join(PROMPTS) + "\n")
+    settings = [s.format(measured=measured) for s in SETTINGS[method]]
     reached = {}
     for sign in (1, -1):
-        settings = [s.format(measured=measured) for s in SETTINGS[method]]
         config = load_config(FinetuneConfig, default_config(config_file),
                              quick(tmp_path, *settings, "eval.every=0", "eval.oracle=false", "eval.fidelity=false"))
         out = tmp_path / f"run{sign}"
