@@ -40,6 +40,7 @@ from align.finetune.reward_backprop import sample_with_grad  # noqa: E402
 from align.finetune.rewards import make_reward_fn  # noqa: E402
 from align.finetune.run_setup import PromptEmbeddings, load_models, make_accelerator  # noqa: E402
 from align.generation.prompts import load_prompts  # noqa: E402
+from gradient_directions import consistency  # noqa: E402
 from paired_arms import compare, print_versus_baseline  # noqa: E402
 
 BATCH = 8  # the method's samples per batch (configs/shapes/reward_backprop.yaml)
@@ -88,16 +89,14 @@ def train(reward: str, final: Path, steps: int, batches: int, eta: float) -> Non
             grads = torch.autograd.grad(-F.logsigmoid(logits).mean(), params)
             gradients.append(torch.cat([g.reshape(-1) for g in grads]).double())
             rewards.append(logits.detach().mean())
-        stacked = torch.stack(gradients)
-        # weight by weight, the mean over the root-mean-square across batches: noisy weights barely move
-        consistency = stacked.mean(0) / (stacked.pow(2).mean(0).sqrt() + 1e-12)
-        direction = -consistency / consistency.pow(2).mean().sqrt()
+        agreement = consistency(torch.stack(gradients))
+        direction = -agreement / agreement.pow(2).mean().sqrt()
         offset = 0
         with torch.no_grad():
             for p in params:
                 p.add_(eta * direction[offset:offset + p.numel()].view_as(p).to(p.dtype))
                 offset += p.numel()
-        print(f"| {step + 1} | {torch.stack(rewards).mean():+.2f} | {(consistency.abs() > 0.5).double().mean():.1%} |", flush=True)
+        print(f"| {step + 1} | {torch.stack(rewards).mean():+.2f} | {(agreement.abs() > 0.5).double().mean():.1%} |", flush=True)
     save_lora(pipeline.unet, final)
 
 

@@ -72,8 +72,7 @@ def main() -> None:
     print("\n| direction | step (RMS of the LoRA change) | learned reward: difference | oracle alignment: difference |\n|---|---|---|---|")
     for name in DIRECTIONS:
         batches = torch.from_numpy(gradients[name])
-        # weight by weight, the mean over the root-mean-square across batches: noisy weights barely move
-        direction = (-batches.mean(0) / (batches.pow(2).mean(0).sqrt() + 1e-12)).float()
+        direction = (-consistency(batches)).float()
         direction /= direction.pow(2).mean().sqrt()
         for eta in STEP_SIZES:
             offset = 0
@@ -83,6 +82,12 @@ def main() -> None:
                     offset += p.numel()
             reward, aligned = draw()
             print(f"| {name} | {eta} | {paired(reward - base_reward, '+.2f')} | {paired(100 * (aligned - base_aligned), '+.1f')} |", flush=True)
+
+
+def consistency(batches: torch.Tensor) -> torch.Tensor:
+    """Weight by weight, the mean gradient over its root-mean-square across the batches (rows):
+    near +-1 where every batch agrees, near 0 where the gradient is noise, so noisy weights barely move."""
+    return batches.mean(0) / (batches.pow(2).mean(0).sqrt() + 1e-12)
 
 
 def paired(differences: np.ndarray, spec: str) -> str:
