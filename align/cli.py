@@ -55,7 +55,8 @@ def build_parser() -> argparse.ArgumentParser:
             module = _command_module(name)
         except ModuleNotFoundError:
             continue  # not built yet
-        command = sub.add_parser(name, help=module.HELP, description=module.HELP)
+        # argparse %-formats help strings (not descriptions): "95%" must reach it as "95%%".
+        command = sub.add_parser(name, help=module.HELP.replace("%", "%%"), description=module.HELP)
         module.add_arguments(command)
         command.set_defaults(handler=module.run)
     return parser
