@@ -184,3 +184,22 @@ def test_one_unet_call_for_several_batches_equals_one_call_each():
                                     torch.Generator().manual_seed(0))
     for want, got in zip(separate, together):
         torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-6)
+
+
+def test_the_monitor_draws_a_fixed_sample_of_each_split_or_all_of_it():
+    from align.config import load_config
+    from align.finetune.config import FinetuneConfig
+    from align.finetune.monitor import Monitor
+    from align.generation.prompts import load_prompts
+
+    def splits(*overrides: str) -> dict:
+        config = load_config(FinetuneConfig, default_config("shapes/ddpo.yaml"), ["eval.fidelity=false", *overrides])
+        return Monitor(config, None, None, None, "cpu").splits
+
+    heldout = [p.text for p in load_prompts("heldout")]
+    sampled = splits("eval.prompt_count=5", "eval.seen_prompt_count=7", "eval.images_per_prompt=2")
+    unseen, seed = sampled["unseen"]
+    assert seed == 1000 and len(unseen) == 10 and len(set(unseen)) == 5 and set(unseen) <= set(heldout)
+    assert len(set(sampled["seen"][0])) == 7
+    assert splits("eval.prompt_count=5")["unseen"][0] == sorted(set(unseen))  # the same sample every run
+    assert splits()["unseen"][0] == heldout  # 0: the whole held-out set, in its order

@@ -102,6 +102,7 @@ class BackpropSettings:
 @dataclass
 class EvalSettings:
     prompts: str = "heldout"  # the unseen split
+    prompt_count: int = field(default=0, metadata={"min": 0})  # a fixed sample of this many of them, 0: all
     images_per_prompt: int = field(default=1, metadata={"min": 1})  # both splits
     seed: int = field(default=1000, metadata={"min": 0})  # unseen image i is drawn with seed + i
     seen_prompts: str | None = "train"  # the seen split (null: none): fine-tuning prompts with fresh seeds

@@ -25,16 +25,19 @@ from align.finetune.rewards import to_pil
 from align.generation.prompts import load_prompts
 
 
+def _sample(prompts: str, count: int, seed: int) -> list[str]:
+    """The prompt set's texts, or a fixed sample of `count` of them (0: all)."""
+    texts = [p.text for p in load_prompts(prompts)]
+    return sorted(random.Random(seed).sample(texts, count)) if 0 < count < len(texts) else texts
+
+
 class Monitor:
     def __init__(self, config: FinetuneConfig, out: Path, pipeline, reward_fn, device):
         self.config, self.out, self.pipeline, self.reward_fn = config, out, pipeline, reward_fn
         e = config.eval
-        self.splits = {"unseen": (self._repeat([p.text for p in load_prompts(e.prompts)]), e.seed)}
+        self.splits = {"unseen": (self._repeat(_sample(e.prompts, e.prompt_count, e.seed)), e.seed)}
         if e.seen_prompts:
-            seen = [p.text for p in load_prompts(e.seen_prompts)]
-            if 0 < e.seen_prompt_count < len(seen):
-                seen = sorted(random.Random(e.seen_seed).sample(seen, e.seen_prompt_count))
-            self.splits["seen"] = (self._repeat(seen), e.seen_seed)
+            self.splits["seen"] = (self._repeat(_sample(e.seen_prompts, e.seen_prompt_count, e.seen_seed)), e.seen_seed)
         self.fidelity = {}
         if e.fidelity:
             from align.evaluation.fidelity import FidelityMeter
