@@ -81,13 +81,12 @@ def test_labels_of_one_class_are_refused_as_train_reward_refuses_them(tmp_path, 
     assert not out.exists()
 
 
-ONLINE = [*SMALL, "eval.every=0", "rwr.resample_every=1"]
-
-
 def test_online_rwr_samples_each_round_from_the_current_model_and_resumes_exactly(tmp_path):
     """rwr.resample_every=1: each epoch trains on new samples of the same prompts, counted as new queries."""
     whole, resumed = tmp_path / "whole", tmp_path / "resumed"
-    assert main(["finetune", "--config", RWR, "--out", str(whole), *quick(tmp_path, *ONLINE, "epochs=3")]) == 0
+    # the four evaluation prompts quick() writes, twice each: six rounds of 8 samples, not of 89
+    online = [*SMALL, "eval.every=0", "rwr.resample_every=1", f"prompts={tmp_path / 'eval_prompts.txt'}", "rwr.images_per_prompt=2"]
+    assert main(["finetune", "--config", RWR, "--out", str(whole), *quick(tmp_path, *online, "epochs=3")]) == 0
     rounds = [torch.load(whole / name) for name in ("rwr_dataset.pt", "rwr_dataset_round2.pt", "rwr_dataset_round3.pt")]
     assert all(r["prompts"] == rounds[0]["prompts"] for r in rounds)  # the same prompts, drawn again
     assert not torch.equal(rounds[0]["latents"], rounds[1]["latents"]) and not torch.equal(rounds[1]["latents"], rounds[2]["latents"])
@@ -97,8 +96,8 @@ def test_online_rwr_samples_each_round_from_the_current_model_and_resumes_exactl
 
     # Stopped after round 1 and resumed: round 2 is drawn by the LoRA the checkpoint restored, exactly as in
     # the uninterrupted run, and the run ends with the same weights.
-    assert main(["finetune", "--config", RWR, "--out", str(resumed), *quick(tmp_path, *ONLINE, "epochs=1")]) == 0
-    assert main(["finetune", "--config", RWR, "--out", str(resumed), "--resume", *quick(tmp_path, *ONLINE, "epochs=3")]) == 0
+    assert main(["finetune", "--config", RWR, "--out", str(resumed), *quick(tmp_path, *online, "epochs=1")]) == 0
+    assert main(["finetune", "--config", RWR, "--out", str(resumed), "--resume", *quick(tmp_path, *online, "epochs=3")]) == 0
     torch.testing.assert_close(torch.load(resumed / "rwr_dataset_round2.pt")["latents"], rounds[1]["latents"])
     got, want = lora_weights(resumed), lora_weights(whole)
     for key in want:
