@@ -14,8 +14,12 @@ pipeline at the same scale: a gain that is only a shift of the effective guidanc
 scale it shifts to. Its seen images are also compared in pixels with the shipped pipeline's at each
 scale (mean absolute difference, same prompt and seed): which scale's images it moved towards.
 
+With `--demo DIR` (a finished `make demo`) the models draw that demo's own splits instead (every
+training prompt x 2 at its seen seed, the held-out prompts x 5 at its held-out seed): a second,
+larger sample of images, to check a sweep's finding.
+
     .venv/bin/python bench/guidance_scale.py [--out runs/bench-guidance] [--scales 1 3 7.5 10 15]
-    .venv/bin/python bench/guidance_scale.py --scales 3 --lora "consistency=runs/bench-backprop/consistency steps 10x16x8, eta 0.002/final"
+    .venv/bin/python bench/guidance_scale.py --scales 3 --lora "consistency=runs/bench-backprop/consistency steps 10x16x8, eta 0.002/final" [--demo runs/demo]
 """
 
 from __future__ import annotations
@@ -27,27 +31,46 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
-from paired_arms import SEEN_SEED, UNSEEN_SEED, cli, compare_runs, print_versus_baseline, seen_sample
+from paired_arms import SEEN_SEED, UNSEEN_SEED, cli, compare_runs, demo_split_runs, print_versus_baseline, seen_sample
 
 DEPLOYED = 5.0
 
 
-def draw(out: Path, scale: float, seen_prompts: Path, name: str = "", lora: Path | None = None) -> list[str]:
-    """The two splits at this guidance scale, with the shipped pipeline or `lora`; their `compare` arguments."""
-    runs = []
-    for split, prompts, seed in (("seen", str(seen_prompts), SEEN_SEED), ("unseen", "heldout", UNSEEN_SEED)):
-        images = out / f"{name + '-' if lora else ''}guidance-{scale:g}-{split}"
-        if not (images / "samples.parquet").is_file():
-            cli("generate", "--out", str(images), "--resume", f"prompts={prompts}", "images_per_prompt=2",
-                f"seed={seed}", f"sampling.guidance={scale}", *([f"lora={lora}"] if lora else []))
-        runs += ["--run", f"{name + ' ' if lora else ''}guidance {scale:g}={images}"]
-    return runs
+class Splits:
+    """Where a model's images of both splits are drawn: the sweeps' splits, or a demo's (`demo`)."""
 
+    def __init__(self, out: Path, demo: Path | None):
+        self.demo = demo
+        self.folder = out / ("demo-splits" if demo else "sweep-splits")
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self.seen_prompts = self.folder / "seen_prompts.txt"
+        if not demo and not self.seen_prompts.is_file():
+            self.seen_prompts.write_text("\n".join(seen_sample()) + "\n")
 
-def pixels(run: Path) -> np.ndarray:
-    """The run's images in (prompt, seed) order, as floats in [0, 1]."""
-    samples = pd.read_parquet(run / "samples.parquet").sort_values(["prompt", "seed"])
-    return np.stack([np.asarray(Image.open(run / path), dtype=np.float32) / 255 for path in samples["image_path"]])
+    def draw(self, scale: float, name: str = "", lora: Path | None = None) -> list[str]:
+        """Both splits at this guidance scale, with the shipped pipeline or `lora`; their `compare` arguments."""
+        label = self.label(scale, name if lora else "")
+        model = [f"sampling.guidance={scale}", *([f"lora={lora}"] if lora else [])]
+        if self.demo:
+            return demo_split_runs(self.demo, self.folder, label, model)
+        runs = []
+        for split, prompts, seed in (("seen", str(self.seen_prompts), SEEN_SEED), ("unseen", "heldout", UNSEEN_SEED)):
+            images = self.folder / f"{label}-{split}"
+            if not (images / "samples.parquet").is_file():
+                cli("generate", "--out", str(images), "--resume", f"prompts={prompts}", "images_per_prompt=2",
+                    f"seed={seed}", *model)
+            runs += ["--run", f"{label}={images}"]
+        return runs
+
+    @staticmethod
+    def label(scale: float, name: str = "") -> str:
+        return f"{name + ' ' if name else ''}guidance {scale:g}"
+
+    def seen_pixels(self, scale: float, name: str = "") -> np.ndarray:
+        """The seen images in (prompt, seed) order, as floats in [0, 1]."""
+        run = self.folder / f"{self.label(scale, name)}-seen"
+        samples = pd.read_parquet(run / "samples.parquet").sort_values(["prompt", "seed"])
+        return np.stack([np.asarray(Image.open(run / path), dtype=np.float32) / 255 for path in samples["image_path"]])
 
 
 def main() -> None:
@@ -55,46 +78,40 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("runs/bench-guidance"))
     parser.add_argument("--scales", type=float, nargs="+", default=[1.0, 3.0, 7.5, 10.0, 15.0])
     parser.add_argument("--lora", help="NAME=DIR: a fine-tuned LoRA, drawn at every scale and paired at equal scale")
+    parser.add_argument("--demo", type=Path, help="a finished demo directory: draw its seen and unseen splits")
     args = parser.parse_args()
-    args.out.mkdir(parents=True, exist_ok=True)
-    seen_prompts = args.out / "seen_prompts.txt"
-    if not seen_prompts.is_file():
-        seen_prompts.write_text("\n".join(seen_sample()) + "\n")
-    others = [s for s in args.scales if s != DEPLOYED]
-    runs = draw(args.out, DEPLOYED, seen_prompts)
-    for scale in others:
-        runs += draw(args.out, scale, seen_prompts)
-    result = compare_runs(runs, args.out / "compare.json")
+    splits = Splits(args.out, args.demo)
+    scales = sorted({DEPLOYED, *args.scales})
+    order = [DEPLOYED] + [s for s in scales if s != DEPLOYED]  # compare's first model is the baseline
+    result = compare_runs(sum((splits.draw(scale) for scale in order), []), splits.folder / "compare.json")
     print(f"\n{'scale':<8}" + "".join(f"{split + ': ' + what:>24}" for split in ("seen", "unseen")
                                      for what in ("alignment", "count acc.", "shape acc.", "fidelity")))
-    for scale in sorted({DEPLOYED, *args.scales}):
-        splits = result["models"][f"guidance {scale:g}"]["splits"]
+    for scale in scales:
         cells = []
         for split in ("seen", "unseen"):
-            s = splits[split]
+            s = result["models"][splits.label(scale)]["splits"][split]
             cells += [f"{s['alignment']['overall']['value']:.1%}", f"{s['attribute_accuracy']['count']['value']:.1%}",
                       f"{s['attribute_accuracy']['shape']['value']:.1%}", f"{s['fidelity_frechet']:.3f}"]
         print(f"{scale:<8g}" + "".join(f"{c:>24}" for c in cells))
-    print_versus_baseline(result, [f"guidance {s:g}" for s in others])
-    if args.lora:
-        name, lora = args.lora.split("=", 1)
-        for scale in sorted({DEPLOYED, *args.scales}):
-            paired = compare_runs(draw(args.out, scale, seen_prompts) + draw(args.out, scale, seen_prompts, name, Path(lora)),
-                                  args.out / f"compare-{name}-{scale:g}.json")
-            print_versus_baseline(paired, [f"{name} guidance {scale:g}"])
-        scales = sorted({DEPLOYED, *args.scales})
-        against_deployed = compare_runs(draw(args.out, DEPLOYED, seen_prompts) + sum(
-            (draw(args.out, scale, seen_prompts, name, Path(lora)) for scale in scales), []),
-            args.out / f"compare-{name}-against-{DEPLOYED:g}.json")
-        print(f"\nagainst the shipped pipeline at {DEPLOYED:g}:")
-        print_versus_baseline(against_deployed, [f"{name} guidance {scale:g}" for scale in scales])
-        tuned = pixels(args.out / f"{name}-guidance-{DEPLOYED:g}-seen")
-        deployed = pixels(args.out / f"guidance-{DEPLOYED:g}-seen")
-        print("\nseen images, mean absolute pixel difference from the shipped pipeline's at each scale:")
-        for scale in sorted({DEPLOYED, *args.scales}):
-            shipped = pixels(args.out / f"guidance-{scale:g}-seen")
-            print(f"  scale {scale:g}: {name} at {DEPLOYED:g} {np.abs(tuned - shipped).mean():.4f}, "
-                  f"shipped at {DEPLOYED:g} {np.abs(deployed - shipped).mean():.4f}")
+    print_versus_baseline(result, [splits.label(s) for s in order[1:]])
+    if not args.lora:
+        return
+    name, lora = args.lora.split("=", 1)
+    for scale in scales:
+        paired = compare_runs(splits.draw(scale) + splits.draw(scale, name, Path(lora)),
+                              splits.folder / f"compare-{name}-{scale:g}.json")
+        print_versus_baseline(paired, [splits.label(scale, name)])
+    tuned = sum((splits.draw(scale, name, Path(lora)) for scale in scales), [])
+    against_deployed = compare_runs(splits.draw(DEPLOYED) + tuned, splits.folder / f"compare-{name}-against-{DEPLOYED:g}.json")
+    print(f"\nagainst the shipped pipeline at {DEPLOYED:g}:")
+    print_versus_baseline(against_deployed, [splits.label(scale, name) for scale in scales])
+    moved, deployed = splits.seen_pixels(DEPLOYED, name), splits.seen_pixels(DEPLOYED)
+    print("\nseen images, mean absolute pixel difference from the shipped pipeline's at each scale:")
+    for scale in scales:
+        shipped = splits.seen_pixels(scale)
+        print(f"  scale {scale:g}: {name} at {DEPLOYED:g} {np.abs(moved - shipped).mean():.4f}, "
+              f"shipped at {DEPLOYED:g} {np.abs(deployed - shipped).mean():.4f}")
+
 
 if __name__ == "__main__":
     main()
