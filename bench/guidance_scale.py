@@ -94,14 +94,27 @@ def main() -> None:
                       f"{s['attribute_accuracy']['shape']['value']:.1%}", f"{s['fidelity_frechet']:.3f}"]
         print(f"{scale:<8g}" + "".join(f"{c:>24}" for c in cells))
     print_versus_baseline(result, [splits.label(s) for s in order[1:]])
-    if not args.lora:
-        return
-    name, lora = args.lora.split("=", 1)
+    labels = [splits.label(s) for s in scales]
+    if args.lora:
+        name, lora = args.lora.split("=", 1)
+        compare_lora(splits, scales, name, Path(lora))
+        labels += [splits.label(s, name) for s in scales]
+    if args.demo:  # how the sweeps' seen prompts fare at the demo's seeds: is the sweeps' seen baseline a typical draw?
+        ours = set(seen_sample())
+        print("\nthe demo's seen split: alignment on the sweeps' 89 seen prompts / on the other training prompts")
+        for label in labels:
+            scores = pd.read_parquet(splits.folder / f"{label}-seen" / "scores.parquet")
+            mine = scores["prompt"].isin(ours)
+            print(f"  {label}: {scores['aligned'][mine].mean():.1%} / {scores['aligned'][~mine].mean():.1%}")
+
+
+def compare_lora(splits: Splits, scales: list[float], name: str, lora: Path) -> None:
+    """The LoRA against the shipped pipeline at each scale and at the deployed one; pixels moved."""
     for scale in scales:
-        paired = compare_runs(splits.draw(scale) + splits.draw(scale, name, Path(lora)),
+        paired = compare_runs(splits.draw(scale) + splits.draw(scale, name, lora),
                               splits.folder / f"compare-{name}-{scale:g}.json")
         print_versus_baseline(paired, [splits.label(scale, name)])
-    tuned = sum((splits.draw(scale, name, Path(lora)) for scale in scales), [])
+    tuned = sum((splits.draw(scale, name, lora) for scale in scales), [])
     against_deployed = compare_runs(splits.draw(DEPLOYED) + tuned, splits.folder / f"compare-{name}-against-{DEPLOYED:g}.json")
     print(f"\nagainst the shipped pipeline at {DEPLOYED:g}:")
     print_versus_baseline(against_deployed, [splits.label(scale, name) for scale in scales])
