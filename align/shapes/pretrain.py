@@ -84,7 +84,8 @@ def bf16_autocast() -> torch.autocast:
     at 64x64 run 1.7x faster than in fp32, with reconstructions as good (measured at 500 steps);
     weights stay fp32. Without it (AVX2 only) bf16 is emulated and a VAE step takes 13x as long
     as in fp32 (22 s against 1.7 s), so such CPUs train in fp32, and their weights differ."""
-    native = torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
+    checks = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")  # private, so absent in some torch versions
+    native = any(getattr(torch.cpu, check, lambda: False)() for check in checks)
     return torch.autocast("cpu", dtype=torch.bfloat16, enabled=native)
 
 
