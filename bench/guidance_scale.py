@@ -31,7 +31,8 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
-from paired_arms import SEEN_SEED, UNSEEN_SEED, cli, compare_runs, demo_split_runs, print_versus_baseline, seen_sample
+from paired_arms import (compare_runs, demo_split_runs, print_versus_baseline, seen_prompts_file, seen_sample,
+                         sweep_split_runs)
 
 DEPLOYED = 5.0
 
@@ -43,9 +44,7 @@ class Splits:
         self.demo = demo
         self.folder = out / ("demo-splits" if demo else "sweep-splits")
         self.folder.mkdir(parents=True, exist_ok=True)
-        self.seen_prompts = self.folder / "seen_prompts.txt"
-        if not demo and not self.seen_prompts.is_file():
-            self.seen_prompts.write_text("\n".join(seen_sample()) + "\n")
+        self.seen_prompts = None if demo else seen_prompts_file(self.folder)
 
     def draw(self, scale: float, name: str = "", lora: Path | None = None) -> list[str]:
         """Both splits at this guidance scale, with the shipped pipeline or `lora`; their `compare` arguments."""
@@ -53,14 +52,7 @@ class Splits:
         model = [f"sampling.guidance={scale}", *([f"lora={lora}"] if lora else [])]
         if self.demo:
             return demo_split_runs(self.demo, self.folder, label, model)
-        runs = []
-        for split, prompts, seed in (("seen", str(self.seen_prompts), SEEN_SEED), ("unseen", "heldout", UNSEEN_SEED)):
-            images = self.folder / f"{label}-{split}"
-            if not (images / "samples.parquet").is_file():
-                cli("generate", "--out", str(images), "--resume", f"prompts={prompts}", "images_per_prompt=2",
-                    f"seed={seed}", *model)
-            runs += ["--run", f"{label}={images}"]
-        return runs
+        return sweep_split_runs(self.folder, self.seen_prompts, label, model)
 
     @staticmethod
     def label(scale: float, name: str = "") -> str:

@@ -38,19 +38,34 @@ def compare(out: Path, models: dict[str, Path | None], sampler: tuple[str, ...] 
     """compare.json of every model against the first, on both splits. A model is None (the shipped
     pipeline), a LoRA directory, or a full pipeline directory (a run with lora.enabled=false).
     `sampler`: `generate` overrides (e.g. sampling.guidance=1.0) for every model, kept in their own folder."""
-    seen = out / "seen_prompts.txt"
-    if not seen.is_file():
-        seen.write_text("\n".join(seen_sample()) + "\n")
+    seen = seen_prompts_file(out)
     runs = []
     suffix = "".join(f"-{o}" for o in sampler)
     for name, lora in models.items():
-        for split, prompts, seed in (("seen", str(seen), SEEN_SEED), ("unseen", "heldout", UNSEEN_SEED)):
-            images = out / f"images{suffix}" / f"{name}-{split}"
-            if not (images / "samples.parquet").is_file():
-                cli("generate", "--out", str(images), "--resume", f"prompts={prompts}", "images_per_prompt=2",
-                    f"seed={seed}", *(_model_overrides(lora) if lora else []), *sampler)
-            runs += ["--run", f"{name}={images}"]
+        runs += sweep_split_runs(out / f"images{suffix}", seen, name, [*(_model_overrides(lora) if lora else []), *sampler])
     return compare_runs(runs, out / f"compare{suffix}.json")
+
+
+def seen_prompts_file(folder: Path) -> Path:
+    """folder/seen_prompts.txt, the sweeps' seen sample, written if missing."""
+    seen = folder / "seen_prompts.txt"
+    if not seen.is_file():
+        seen.write_text("\n".join(seen_sample()) + "\n")
+    return seen
+
+
+def sweep_split_runs(folder: Path, seen: Path, name: str, model: list[str]) -> list[str]:
+    """Draw the sweeps' seen split (the prompts of `seen` x 2 at SEEN_SEED) and unseen split (held-out
+    prompts x 2 at UNSEEN_SEED) with `model` (`generate` overrides) into folder/NAME-SPLIT, unless
+    drawn already; their `compare` arguments."""
+    runs = []
+    for split, prompts, seed in (("seen", str(seen), SEEN_SEED), ("unseen", "heldout", UNSEEN_SEED)):
+        images = folder / f"{name}-{split}"
+        if not (images / "samples.parquet").is_file():
+            cli("generate", "--out", str(images), "--resume", f"prompts={prompts}", "images_per_prompt=2",
+                f"seed={seed}", *model)
+        runs += ["--run", f"{name}={images}"]
+    return runs
 
 
 def seen_sample() -> list[str]:
