@@ -29,9 +29,10 @@ baseline: $(STAMP)
 	test -f $(BASE)/heldout/metrics.json || $(CLI) evaluate --run $(BASE)/heldout
 	$(PY) -m align.evaluation.baseline_table $(BASE)/train/metrics.json $(BASE)/heldout/metrics.json
 
+# Two pytest-xdist workers, a whole test file each (tests/conftest.py gives each its share of the cores).
 test: $(STAMP)
 	scripts/ensure-chromium
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n 2 --dist loadfile
 
 pretrain: $(STAMP)
 	$(PY) -m align.shapes.pretrain --out align/shapes/weights
