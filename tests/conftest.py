@@ -22,13 +22,12 @@ RATER_PASSWORD = "rater-password-1"
 COLOURS = {"red": (220, 30, 30), "blue": (30, 70, 230), "green": (30, 170, 50)}
 
 # `make test` runs two pytest-xdist workers, a whole file each (so a file's fixtures, the quick demo's
-# included, run once). Each gets its share of the cores for torch and for the
-# commands it starts: more threads than cores makes OpenMP's busy-waiting threads starve each other.
+# included, run once). Each gets its share of the cores for torch and for the commands it starts:
+# more threads than cores makes OpenMP's busy-waiting threads starve each other.
 if "PYTEST_XDIST_WORKER_COUNT" in os.environ:
     _threads = str(max(1, (os.cpu_count() or 1) // int(os.environ["PYTEST_XDIST_WORKER_COUNT"])))
     os.environ.setdefault("OMP_NUM_THREADS", _threads)
     os.environ.setdefault("MKL_NUM_THREADS", _threads)
-
 
 
 def make_run_dir(root: Path, n: int, name: str = "run") -> Path:
@@ -182,4 +181,3 @@ def quick_demo_run(tmp_path_factory) -> DemoRun:
 @pytest.fixture(scope="session")
 def quick_demo(quick_demo_run) -> Path:
     return quick_demo_run.out
-
