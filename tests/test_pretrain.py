@@ -3,12 +3,21 @@
 from __future__ import annotations
 
 import open_clip
+import pytest
 import torch
 from diffusers import StableDiffusionPipeline
 from safetensors.torch import load_file
 
 from align.models import resolve
 from align.shapes.pretrain import main, train_unet
+
+
+@pytest.fixture(autouse=True)
+def keep_torch_threads():
+    """Pretraining fixes torch's thread count for its own determinism; the worker's later tests keep theirs."""
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)
 
 
 def test_quick_pretraining_is_deterministic_and_loadable(tmp_path):
