@@ -18,11 +18,12 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-import torch
 import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+
 from guidance_scale import DEPLOYED, Splits
 from paired_arms import compare_runs, print_versus_baseline
-from safetensors.torch import load_file, save_file
 
 WEIGHTS = "pytorch_lora_weights.safetensors"
 

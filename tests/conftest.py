@@ -19,6 +19,7 @@ from PIL import Image, ImageDraw
 ALIGN_CLI = [sys.executable, "-m", "align.cli"]
 ADMIN, ADMIN_PASSWORD = "ada", "admin-password-1"
 RATER_PASSWORD = "rater-password-1"
+CHROMIUM = Path("/usr/bin/chromium")  # Debian's, driven by Playwright: its own browser download does not work here
 COLOURS = {"red": (220, 30, 30), "blue": (30, 70, 230), "green": (30, 170, 50)}
 
 # `make test` runs two pytest-xdist workers, a whole file each (so a file's fixtures, the quick demo's

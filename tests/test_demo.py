@@ -12,12 +12,11 @@ import json
 import re
 import shutil
 import subprocess
-from pathlib import Path
 
 import pandas as pd
 import pytest
 import yaml
-from conftest import ALIGN_CLI
+from conftest import ALIGN_CLI, CHROMIUM
 from playwright.sync_api import sync_playwright
 
 from align.config import load_config
@@ -105,7 +104,6 @@ def test_quick_demo_summary_numbers_come_from_its_files(quick_demo):
     assert list(json.loads((quick_demo / "stage_seconds.json").read_text())) == _stages(quick_demo)
 
 
-CHROMIUM = Path("/usr/bin/chromium")
 SECTIONS = ["Headline", "Baseline, RWR, DDPO, reward backpropagation and best-of-n on seen and unseen prompts", "Learned reward vs CLIP score",
             "Before and after: the same prompt and seed", "Training curves", "Reward hacking",
             "Round 2: rating the fine-tuned model's images", "Rater agreement", "Provenance"]

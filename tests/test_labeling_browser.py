@@ -9,13 +9,11 @@ from __future__ import annotations
 import json
 import sqlite3
 import urllib.parse
-from pathlib import Path
 
 import pytest
-from conftest import RATER_PASSWORD, LabelServer, add_rater, make_run_dir
+from conftest import CHROMIUM, RATER_PASSWORD, LabelServer, add_rater, make_run_dir
 from playwright.sync_api import Page, expect, sync_playwright
 
-CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
                  "--disable-sync", "--no-first-run"]
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 
 import pytest
+from conftest import CHROMIUM
 
 from align.cli import main
 from reward_helpers import rated_labels, trained_model
@@ -36,7 +37,7 @@ def test_report_renders_in_chromium_without_errors(report):
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path="/usr/bin/chromium",
+        browser = p.chromium.launch(executable_path=str(CHROMIUM),
                                     args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"])
         page = browser.new_page()
         errors = []
