@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 CLI := $(VENV)/bin/t2i-align
 RUN ?= runs/demo
 
-.PHONY: demo baseline test install pretrain bench
+.PHONY: demo baseline test install pretrain benchmarks
 
 install: $(STAMP)
 
@@ -37,8 +37,8 @@ test: $(STAMP)
 pretrain: $(STAMP)
 	$(PY) -m align.shapes.pretrain --out align/shapes/weights
 
-# The benches that need no inputs; embedding_cache.py and ddpo_vs_trl.py read a demo run (see README).
-bench: $(STAMP)
-	$(PY) bench/generation.py
-	$(PY) bench/labeling_latency.py
-	$(PY) bench/vae_reconstruction.py
+# The speed benchmarks that need no inputs, each a ratio against its baseline from one run;
+# embedding_cache.py and ddpo_vs_trl.py read a demo run, sd15_speed.py needs a GPU (see README).
+benchmarks: $(STAMP)
+	$(PY) benchmarks/generation.py
+	$(PY) benchmarks/labeling_latency.py

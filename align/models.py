@@ -68,7 +68,7 @@ def load_pipeline(reference: str, dtype: str | dict[str, str] = "float32", devic
         diffusers_logging.set_verbosity_error()
         try:
             pipeline.load_lora_weights(lora)
-            # merged into the weights: sampling then costs what the base model's does (bench/cpu_speedups.py)
+            # merged into the weights: sampling then costs what the base model's does (benchmarks/cpu_speedups.py)
             pipeline.fuse_lora()
             pipeline.unload_lora_weights()
         except (OSError, ValueError, EnvironmentError) as exc:

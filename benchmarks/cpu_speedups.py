@@ -1,26 +1,26 @@
 """Which speed-ups pay on this CPU for the tiny pipeline: sampling and the RWR training step.
 
-    python bench/cpu_speedups.py [--repeats 3] [--only rwr|ppo|lora-sampling|sampling]
+    python benchmarks/cpu_speedups.py [--repeats 3] [--only rwr|ppo|lora-sampling|sampling]
 
-Every variant runs in this one process against the plain fp32 path (these machines are noisy:
-only ratios within one run mean anything), and reports how far its output is from the plain one.
+Every variant runs in this one process against its part's baseline, named below (these machines
+are noisy: only ratios within one run mean anything), and reports how far its output is from the
+baseline's. For sampling and the RWR step the baseline is the plain fp32 path.
 
 Sampling (the pipeline, batch 32, 20 DDIM steps, guidance 5): plain; channels_last UNet and VAE;
 bf16 autocast; torch.compile of the UNet (compile time reported apart).
 RWR step (LoRA rank 16 on every layer, 32 weighted samples + 16 clean renders, forward and
 backward): plain (two UNet calls, as rwr.py did); one UNet call on the concatenated batch, same draws;
 bf16 autocast; the share of the step spent rendering and encoding the clean batch.
-Sampling with a LoRA: diffusers' adapter layers as loaded, against the LoRA fused into the weights.
+Sampling with a LoRA: the LoRA fused into the weights, against diffusers' adapter layers as loaded (the baseline).
 DDPO's PPO step (LoRA rank 4 on attention, batch 16, guidance 5, 10 trained timesteps, forward and
-backward, as bench/ddpo_vs_trl.py sets it): one UNet call per timestep (as ddpo.py does), against
-the trained timesteps stacked into one call or two; if a call's fixed cost mattered, stacking would win.
+backward, as benchmarks/ddpo_vs_trl.py sets it): one UNet call per timestep (as ddpo.py does; the
+baseline), against the trained timesteps stacked into one call or two; if a call's fixed cost mattered, stacking would win.
 """
 
 from __future__ import annotations
 
 import argparse
 import random
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -28,21 +28,19 @@ from pathlib import Path
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from align.finetune.clean_data import (  # noqa: E402
+from align.finetune.clean_data import (
     clean_batch,
     clean_prompts,
     denoising_loss,
     denoising_losses,
     training_scheduler,
 )
-from align.finetune.config import EVERY_LAYER_TYPE, LoraSettings  # noqa: E402
-from align.finetune.ddim_logprob import ddim_step_with_logprob, guided_eps  # noqa: E402
-from align.finetune.lora import add_lora, save_lora  # noqa: E402
-from align.finetune.run_setup import PromptEmbeddings  # noqa: E402
-from align.generation.prompts import load_prompts  # noqa: E402
-from align.models import load_pipeline  # noqa: E402
+from align.finetune.config import EVERY_LAYER_TYPE, LoraSettings
+from align.finetune.ddim_logprob import ddim_step_with_logprob, guided_eps
+from align.finetune.lora import add_lora, save_lora
+from align.finetune.run_setup import PromptEmbeddings
+from align.generation.prompts import load_prompts
+from align.models import load_pipeline
 
 PROMPTS = [p.text for p in load_prompts("train")][:32]
 

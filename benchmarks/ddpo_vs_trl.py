@@ -1,6 +1,6 @@
-"""DDPO throughput: this project's loop vs TRL 0.23's DDPOTrainer, same settings, one script.
+"""DDPO throughput: this project's loop vs TRL 0.23's DDPOTrainer (the baseline), same settings, one script.
 
-    python bench/ddpo_vs_trl.py [--reward DIR] [--epochs 3]
+    python benchmarks/ddpo_vs_trl.py [--reward DIR] [--epochs 3]
 
 Settings (issue 5): the shipped tiny pipeline, 20 DDIM steps, eta 1, guidance 5, sample batch
 16 x 2 batches per epoch, train batch 16, LoRA rank 4 on to_q/k/v/out, per-prompt stat tracking,
@@ -14,18 +14,16 @@ averaged. Both are `t2i-align finetune` backends: t2i-align (align/finetune/ddpo
 from __future__ import annotations
 
 import argparse
-import sys
 import tempfile
 from pathlib import Path
 
 import torch
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from align.config import load_config
+from align.finetune.config import FinetuneConfig
+from align.finetune.rewards import make_reward_fn
 
-from align.config import load_config  # noqa: E402
-from align.finetune.config import FinetuneConfig  # noqa: E402
-from align.finetune.rewards import make_reward_fn  # noqa: E402
+ROOT = Path(__file__).resolve().parent.parent
 
 STEPS, SAMPLE_BATCH, BATCHES, TRAIN_BATCH, GUIDANCE = 20, 16, 2, 16, 5.0
 
@@ -63,7 +61,7 @@ def main() -> None:
         theirs = samples_per_second("trl", reward_fn, args.epochs, Path(tmp))
     print(f"reward: {args.reward or 'shapes oracle'}; threads: {torch.get_num_threads()}; epochs averaged: {args.epochs - 1}")
     print(f"t2i-align DDPO      {mine:8.2f} samples/s")
-    print(f"TRL 0.23 DDPOTrainer {theirs:8.2f} samples/s")
+    print(f"TRL 0.23 DDPOTrainer {theirs:8.2f} samples/s (baseline)")
     print(f"ratio               {mine / theirs:8.2f}x (target >= 2.0x)")
 
 

@@ -1,8 +1,8 @@
 """Per-epoch cost of the reward head's inputs: recomputed through the shipped tiny CLIP vs read from the cache.
 
-    .venv/bin/python bench/embedding_cache.py --labels runs/reward/labels.parquet [--epochs 3]
+    .venv/bin/python benchmarks/embedding_cache.py --labels runs/reward/labels.parquet [--epochs 3]
 
-Both sides run in this process on the same rated images: "recompute" opens every image,
+Both sides run in this process on the same rated images: "recompute", the baseline, opens every image,
 preprocesses and encodes it and its prompt each epoch (what training would do without a
 cache); "cached" loads the run's embedding cache from disk and gathers the rows. Prints the
 ratio of the two per-epoch times (target: at least 20x).
@@ -62,7 +62,7 @@ def main() -> None:
     cached = [timed(cached_epoch, backbone, samples) for _ in range(args.epochs)]
     r, c = statistics.median(recompute), statistics.median(cached)
     print(f"{len(samples)} images, torch threads {torch.get_num_threads()}, median of {args.epochs} epochs")
-    print(f"recompute embeddings: {r:.3f} s/epoch")
+    print(f"recompute embeddings: {r:.3f} s/epoch (baseline)")
     print(f"embedding cache:      {c:.4f} s/epoch (reads and hashes every image file)")
     print(f"speed-up:             {r / c:.1f}x (target >= 20x)")
 

@@ -1,6 +1,6 @@
 """Generation throughput of the shipped tiny pipeline on this machine.
 
-    .venv/bin/python bench/generation.py [--images 64] [--steps 20]
+    .venv/bin/python benchmarks/generation.py [--images 64] [--steps 20]
 
 Baseline, in the same process: the same images drawn one at a time (batch 1). Prints images
 per second for batch 1 and for the batched run that `t2i-align generate` does, and their ratio.

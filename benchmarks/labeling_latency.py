@@ -5,8 +5,10 @@
    measured inside the page. Target: p95 <= 150 ms.
 2. Throughput: `--raters` concurrent raters over HTTP (gradio_client) rate as fast as the
    server answers; ratings per second over the wall time, plus their per-request latency.
+   Baseline, on the same server just before: one of them rating `--per-rater` times alone. Prints
+   the ratio of the two throughputs (how far the server scales with concurrent raters).
 
-    .venv/bin/python bench/labeling_latency.py [--ratings 200] [--raters 20] [--per-rater 25]
+    .venv/bin/python benchmarks/labeling_latency.py [--ratings 200] [--raters 20] [--per-rater 25]
 """
 
 from __future__ import annotations
@@ -135,7 +137,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="labeling-bench-") as tmp:
         root = Path(tmp)
         # Every session also holds a leased current and next image.
-        write_run(root / "run", args.ratings + args.raters * args.per_rater + 2 * (args.raters + 1) + 10)
+        write_run(root / "run", args.ratings + (args.raters + 1) * args.per_rater + 2 * (args.raters + 1) + 10)
         accounts = Accounts(root / "raters.db")
         names = ["clicker"] + [f"rater{i:02d}" for i in range(args.raters)]
         for name in names:
@@ -145,6 +147,9 @@ def main() -> None:
             clicks = browser_latencies(url, "clicker", args.ratings, args.chromium)
             with ThreadPoolExecutor(args.raters) as pool:
                 clients = list(pool.map(lambda n: logged_in(url, n), names[1:]))  # logins are not part of the figure
+                started = time.perf_counter()
+                alone = rate_over_http(clients[0], args.per_rater)  # the baseline: one rater, nobody else
+                alone_wall = time.perf_counter() - started
                 server_cpu = psutil.Process(server.pid).cpu_times()
                 started = time.perf_counter()
                 per_rater = list(pool.map(lambda c: rate_over_http(c, args.per_rater), clients))
@@ -168,16 +173,22 @@ def main() -> None:
             "request_p95_ms": percentile(requests, 95),
             "server_cpu_ms_per_rating": 1000 * server_cpu_s / len(requests),
         },
+        "alone": {"ratings": len(alone), "wall_s": alone_wall, "ratings_per_s": len(alone) / alone_wall,
+                  "request_p50_ms": percentile(alone, 50)},
         "load_average_1min": os.getloadavg()[0],
         "cpu_count": os.cpu_count(),
     }
-    c = figures["concurrent"]
+    c, a = figures["concurrent"], figures["alone"]
+    figures["concurrent_vs_alone"] = c["ratings_per_s"] / a["ratings_per_s"]
     print(f"click-to-next-image over {len(clicks)} ratings (chromium, loopback): "
           f"p50 {figures['click_to_next_image_ms']['p50']:.1f} ms, p95 {figures['click_to_next_image_ms']['p95']:.1f} ms"
           f" (target p95 <= {TARGET_P95_MS:.0f} ms)")
     print(f"{c['raters']} concurrent raters over HTTP: {c['ratings']} ratings in {c['wall_s']:.1f} s ="
           f" {c['ratings_per_s']:.1f} ratings/s; per request p50 {c['request_p50_ms']:.1f} ms,"
           f" p95 {c['request_p95_ms']:.1f} ms; server CPU {c['server_cpu_ms_per_rating']:.1f} ms per rating")
+    print(f"1 rater alone over HTTP (baseline): {a['ratings']} ratings in {a['wall_s']:.1f} s ="
+          f" {a['ratings_per_s']:.1f} ratings/s; per request p50 {a['request_p50_ms']:.1f} ms")
+    print(f"ratio: {figures['concurrent_vs_alone']:.2f}x the ratings/s of one rater alone, with {c['raters']} concurrent raters")
     print(f"({figures['cpu_count']} CPUs, 1-minute load average {figures['load_average_1min']:.1f} at the end)")
     if args.json:
         Path(args.json).write_text(json.dumps(figures, indent=2))

@@ -1,7 +1,7 @@
 """Stable Diffusion v1.5 at its own size on a GPU: DDPO (this project's and TRL 0.23's), reward
 backpropagation and generation, on a pipeline with SD v1.5's architecture and random weights.
 
-    python bench/sd15_speed.py [--out runs/bench-sd15] [--epochs 2] [--cpu-check]
+    python benchmarks/sd15_speed.py [--out runs/bench-sd15] [--epochs 2] [--cpu-check]
 
 No download: align/random_pipeline.py builds the UNet, VAE and CLIP ViT-L/14 text encoder from
 SD v1.5's own configs (align/configs/sd15/architecture/) with random weights, and the reward is a
@@ -11,6 +11,9 @@ DDIM steps, LoRA, bf16, guidance 5 for DDPO (7.5 and gradient checkpointing for 
 backpropagation). Samples/s per GPU is an epoch's samples over its wall time (sampling, reward,
 training), averaged over the epochs after the first; peak memory is torch's peak allocation in
 that phase. Generation: `load_pipeline` in bf16, images/s at batch 1 and the best batch.
+Baselines, measured in the same run: TRL 0.23's DDPOTrainer for this project's DDPO, and batch 1
+for generation; `ratios` gives DDPO's samples/s over TRL's and the best batch's images/s over
+batch 1's (reward backpropagation is reported on its own).
 
 Without a GPU it says so in one sentence and exits 0. `--cpu-check` runs every phase on the CPU
 at a tiny size (8 x 8 latents, 2 steps, batch 1) to check that the code paths work; its speeds
@@ -29,14 +32,13 @@ from pathlib import Path
 
 import torch
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from align.config import load_config
+from align.finetune.config import FinetuneConfig
+from align.finetune.rewards import make_reward_fn
+from align.models import load_pipeline
+from align.random_pipeline import build_random_pipeline
 
-from align.config import load_config  # noqa: E402
-from align.finetune.config import FinetuneConfig  # noqa: E402
-from align.finetune.rewards import make_reward_fn  # noqa: E402
-from align.models import load_pipeline  # noqa: E402
-from align.random_pipeline import build_random_pipeline  # noqa: E402
+ROOT = Path(__file__).resolve().parent.parent
 
 TINY = ["sampling.steps=2", "sampling.batch_size=1", "sampling.batches_per_epoch=1", "train.batch_size=1",
         "train.accumulation=1", "eval.steps=2", "mixed_precision=no", "backprop.max_steps=2"]
@@ -128,6 +130,10 @@ def main() -> int:
         "trl": finetune_phase("trl", "sd15/ddpo.yaml", [*common, "backend=trl"], out),
         "reward_backprop": finetune_phase("reward_backprop", "sd15/reward_backprop.yaml", common, out),
         "generation": generation_phase(pipeline_dir, 2 if args.cpu_check else 50, (1, 2) if args.cpu_check else GENERATION_BATCHES),
+    }
+    results["ratios"] = {
+        "ddpo_vs_trl": results["ddpo"]["samples_per_second"] / results["trl"]["samples_per_second"],
+        "generation_best_batch_vs_batch_1": results["generation"]["best"] / results["generation"]["batch_1"],
     }
     (out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
     print(json.dumps(results, indent=2))

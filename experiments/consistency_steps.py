@@ -1,11 +1,11 @@
 """Reward backpropagation by consistency-weighted steps, in the demo's budget of 1,280 queries.
 
-    python bench/consistency_steps.py --reward runs/demo/reward-r1 [--steps 10 --batches 16 --eta 0.002]
+    python experiments/consistency_steps.py --reward runs/demo/reward-r1 [--steps 10 --batches 16 --eta 0.002]
 
-Follows bench/gradient_directions.py: one step along reward backpropagation's mean gradient, taken
+Follows experiments/gradient_directions.py: one step along reward backpropagation's mean gradient, taken
 weight by weight over its root-mean-square across 24 batches of 8 and scaled to move the LoRA by
 0.003 in RMS, raised seen oracle alignment by +7.3 [+2.2, +12.4] points, while Adam with 128
-samples a step over the same budget did not (+1.1 [-3.9, +6.2], bench/reward_backprop.py).
+samples a step over the same budget did not (+1.1 [-3.9, +6.2], experiments/reward_backprop.py).
 Hypothesis: Adam's early, sign-like steps move noisy weights as far as consistent ones, and
 repeating the measured step keeps what the one step gained and adds to it. Each of `--steps` steps
 takes `--batches` batch gradients of 8 samples at the current weights (the method's loss, -log
@@ -13,35 +13,32 @@ sigmoid of the learned reward, through the last K ~ U[1, 20] DDIM steps and the 
 the LoRA by -eta * mean / RMS, normalised to RMS eta; 10 x 16 x 8 = 1,280 queries. It starts from
 the fresh LoRA gradient_directions.py stepped from (configs/shapes/ddpo.yaml's seed and targets).
 Refuted if the seen difference's 95% interval does not lie above zero. The final LoRA is drawn on
-bench/reward_backprop.py's seen and unseen images (89 prompts x 2 each) and paired by `compare`
-with the shipped pipeline and that bench's arms found in --out. About 20 minutes on a slow 2-core machine.
+experiments/reward_backprop.py's seen and unseen images (89 prompts x 2 each) and paired by `compare`
+with the shipped pipeline and that experiment's arms found in --out. About 20 minutes on a slow 2-core machine.
 """
 
 from __future__ import annotations
 
 import argparse
 import random
-import sys
 import tempfile
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "bench"))
+from align.config import load_config
+from align.evaluation.gradients import consistency
+from align.evaluation.paired_arms import compare, print_versus_baseline
+from align.finetune.config import FinetuneConfig
+from align.finetune.draws import draw_seed, prompt_of
+from align.finetune.lora import save_lora
+from align.finetune.reward_backprop import sample_with_grad
+from align.finetune.rewards import make_reward_fn
+from align.finetune.run_setup import PromptEmbeddings, load_models, make_accelerator
+from align.generation.prompts import load_prompts
 
-from align.config import load_config  # noqa: E402
-from align.finetune.config import FinetuneConfig  # noqa: E402
-from align.finetune.draws import draw_seed, prompt_of  # noqa: E402
-from align.finetune.lora import save_lora  # noqa: E402
-from align.finetune.reward_backprop import sample_with_grad  # noqa: E402
-from align.finetune.rewards import make_reward_fn  # noqa: E402
-from align.finetune.run_setup import PromptEmbeddings, load_models, make_accelerator  # noqa: E402
-from align.generation.prompts import load_prompts  # noqa: E402
-from gradient_directions import consistency  # noqa: E402
-from paired_arms import compare, print_versus_baseline  # noqa: E402
+ROOT = Path(__file__).resolve().parent.parent
 
 BATCH = 8  # the method's samples per batch (configs/shapes/reward_backprop.yaml)
 

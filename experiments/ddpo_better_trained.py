@@ -1,28 +1,26 @@
 """Does DDPO move a better-trained starting model more than the shipped one?
 
-    python bench/ddpo_better_trained.py [--demo runs/demo] [--start DIR] [--out runs/bench-ddpo-better-trained]
+    python experiments/ddpo_better_trained.py [--demo runs/demo] [--start DIR] [--out runs/bench-ddpo-better-trained]
 
-Hypothesis (from bench/unet_pretraining.py: the shipped UNet is under-trained, 4,000 more steps
+Hypothesis (from experiments/unet_pretraining.py: the shipped UNet is under-trained, 4,000 more steps
 of its own pretraining gain +7.3 points seen): DDPO cannot move the shipped model because it is
 still far from fitting its data, and the same DDPO (the demo's settings: steps 1-10, 40 epochs x
 32 samples, the demo's round-1 reward; seeds 0 and 1) started from the UNet trained 4,000 steps further
 gains more over *its* starting point than the demo's DDPO gains over the shipped model. The
 better-trained model and its DDPO draw the demo's seen and unseen splits; `t2i-align compare`
-pairs the DDPO with its own start. Run bench/unet_pretraining.py first. About 5 minutes a seed here.
+pairs the DDPO with its own start. Run experiments/unet_pretraining.py first. About 5 minutes a seed here.
 """
 
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 import yaml
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "bench"))
+from align.evaluation.paired_arms import compare_runs, demo_baseline_runs, demo_split_runs, finetune, print_versus_baseline
 
-from paired_arms import compare_runs, demo_baseline_runs, demo_split_runs, finetune, print_versus_baseline  # noqa: E402
+ROOT = Path(__file__).resolve().parent.parent
 
 BETTER_TRAINED = ROOT / "runs/bench-unet-pretraining/+4000 steps, lr 1e-4/tiny-sd"
 

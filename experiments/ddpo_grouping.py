@@ -1,6 +1,6 @@
 """Does DDPO learn in the demo's budget when each image is compared with others of its prompt?
 
-    python bench/ddpo_grouping.py [--out runs/bench-grouping] [--reward oracle|DIR] [--epochs 40]
+    python experiments/ddpo_grouping.py [--out runs/bench-grouping] [--reward oracle|DIR] [--epochs 40]
 
 Hypothesis: with a prompt per image (250 training prompts, 32 samples an epoch), DDPO's
 per-prompt normalisation never engages, advantages mostly measure prompt difficulty, and the
@@ -18,7 +18,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from paired_arms import run_arms
+from align.evaluation.paired_arms import run_arms
 
 DEMO_DDPO = ["train.timestep_fraction=0.5", "eval.every=0", "eval.fidelity=false"]
 ARMS = {

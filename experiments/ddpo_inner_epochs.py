@@ -1,8 +1,8 @@
 """Is DDPO short of optimizer steps: do four PPO passes over each epoch's samples beat one?
 
-    python bench/ddpo_inner_epochs.py [--demo runs/demo] [--out runs/bench-inner-epochs]
+    python experiments/ddpo_inner_epochs.py [--demo runs/demo] [--out runs/bench-inner-epochs]
 
-Hypothesis (from bench/unet_pretraining.py: the shipped model moves about 1.8 points of seen
+Hypothesis (from experiments/unet_pretraining.py: the shipped model moves about 1.8 points of seen
 alignment per 1,000 optimizer steps even on perfect data, and the demo's DDPO takes 80): the
 demo's DDPO is limited by its optimizer steps, not its reward queries, so `train.inner_epochs=4`
 (PPO's own lever: every epoch's samples trained four times, 320 optimizer steps on the same
@@ -16,15 +16,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
 import yaml
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "bench"))
+from align.evaluation.paired_arms import compare_runs, demo_baseline_runs, demo_split_runs, finetune, print_versus_baseline
 
-from paired_arms import compare_runs, demo_baseline_runs, demo_split_runs, finetune, print_versus_baseline  # noqa: E402
+ROOT = Path(__file__).resolve().parent.parent
 
 ARMS = {"four_passes": ["train.inner_epochs=4"]}
 

@@ -1,9 +1,9 @@
 """Can this DDPO raise a reward that is easy to learn? The share of red in the image, on the tiny pipeline.
 
-    python bench/ddpo_planted_reward.py [--out runs/bench-planted] [--epochs 20]
+    python experiments/ddpo_planted_reward.py [--out runs/bench-planted] [--epochs 20]
 
 Hypothesis: DDPO with the demo's settings cannot move even a dense, easy reward within a few
-hundred samples, so its failure on oracle alignment (bench/ddpo_grouping.py) is the optimiser's
+hundred samples, so its failure on oracle alignment (experiments/ddpo_grouping.py) is the optimiser's
 budget and step size, not the alignment reward's sparsity. Reward: mean over pixels of
 max(0, R - (G + B) / 2), a number in [0, 1] that any colour shift towards red raises. Each arm is
 this project's DDPO (align/finetune/ddpo.py) with one setting changed; reported: the mean reward of
@@ -15,17 +15,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
 import torch
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from align.config import load_config
+from align.finetune.config import FinetuneConfig
 
-from align.config import load_config  # noqa: E402
-from align.finetune.config import FinetuneConfig  # noqa: E402
+ROOT = Path(__file__).resolve().parent.parent
 
 BASE = ["eval.every=0", "eval.oracle=false", "eval.fidelity=false", "eval.seen_prompts=null", "train.timestep_fraction=0.5",
         "save_every=0"]

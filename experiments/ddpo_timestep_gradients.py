@@ -1,6 +1,6 @@
 """Which DDIM steps carry DDPO's gradient? The policy-gradient norm at each step of the schedule.
 
-    python bench/ddpo_timestep_gradients.py --reward runs/demo/reward-r1 [--batches 4] [--batch-size 16]
+    python experiments/ddpo_timestep_gradients.py --reward runs/demo/reward-r1 [--batches 4] [--batch-size 16]
 
 Hypothesis (the fine-tuning issue): with 20 DDIM steps at eta 1, the last step (t = 51 -> 1) is far
 more sensitive in log-probability than the others and dominates DDPO's gradient, while an image's
@@ -20,16 +20,15 @@ from pathlib import Path
 
 import torch
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from align.config import load_config
+from align.finetune.config import FinetuneConfig
+from align.finetune.ddim_logprob import ddim_step_with_logprob, decode, guided_eps, sample_with_logprob
+from align.finetune.draws import draw_seed, prompt_of
+from align.finetune.rewards import make_reward_fn
+from align.finetune.run_setup import PromptEmbeddings, load_models, make_accelerator
+from align.generation.prompts import load_prompts
 
-from align.config import load_config  # noqa: E402
-from align.finetune.config import FinetuneConfig  # noqa: E402
-from align.finetune.ddim_logprob import ddim_step_with_logprob, decode, guided_eps, sample_with_logprob  # noqa: E402
-from align.finetune.draws import draw_seed, prompt_of  # noqa: E402
-from align.finetune.rewards import make_reward_fn  # noqa: E402
-from align.finetune.run_setup import PromptEmbeddings, load_models, make_accelerator  # noqa: E402
-from align.generation.prompts import load_prompts  # noqa: E402
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def main() -> None:

@@ -1,11 +1,11 @@
 """Does DDPO on the high-noise steps only beat the demo's DDPO beyond one seed?
 
-    python bench/ddpo_timestep_seeds.py [--demo runs/demo] [--out runs/bench-timestep-seeds] [--seeds 0 1 2]
+    python experiments/ddpo_timestep_seeds.py [--demo runs/demo] [--out runs/bench-timestep-seeds] [--seeds 0 1 2]
 
 Two arms, each at every seed (the run's `seed`: its sampling noise, prompt draws and LoRA start),
 in the demo's budget against the demo's round-1 reward (40 epochs x 32 samples, 80 optimizer
 steps, configs/shapes/ddpo.yaml otherwise): a random half of all 20 steps trained (the demo's DDPO
-until this bench) and `train.timestep_last=10 train.timestep_fraction=1.0` (steps 1-10, the
+until this experiment) and `train.timestep_last=10 train.timestep_fraction=1.0` (steps 1-10, the
 high-noise half, every one). Every final model draws the demo's seen split (training prompts x 2
 at seed 200000) and unseen split (held-out prompts x 5 at seed 1000); one `t2i-align compare`
 pairs them all with the demo's baseline. About 5 minutes an arm and seed here; finished runs are
@@ -19,15 +19,13 @@ is positive at every seed.
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 import yaml
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "bench"))
+from align.evaluation.paired_arms import compare_runs, demo_baseline_runs, demo_split_runs, finetune, print_versus_baseline
 
-from paired_arms import compare_runs, demo_baseline_runs, demo_split_runs, finetune, print_versus_baseline  # noqa: E402
+ROOT = Path(__file__).resolve().parent.parent
 
 BUDGET = ["epochs=40", "eval.every=0"]
 ARMS = {"all_steps_half": ["train.timestep_fraction=0.5"],

@@ -1,6 +1,6 @@
 """Can fine-tuning move the tiny model at all, given the best signal there is, and is LoRA's size the limit?
 
-    python bench/finetune_capacity.py [--out runs/bench-capacity] [--epochs 8] [--arms ...]
+    python experiments/finetune_capacity.py [--out runs/bench-capacity] [--epochs 8] [--arms ...]
 
 Hypothesis (the fine-tuning issue, item 4): no method moves the shipped model because a rank-8
 LoRA on the attention projections (a few percent of the UNet's weights) cannot express what
@@ -11,19 +11,16 @@ signal the loop can have: RWR with the oracle as reward on the starting model's 
 fine-tuning on the images that are right (weights 0 / 1: filtered supervised fine-tuning,
 expert iteration's first round), plus the clean-render term. Every arm trains the same number of
 optimizer steps on the same data; the final models and the shipped one then draw the same seen
-and unseen prompts, paired by `t2i-align compare` (bench/paired_arms.py).
+and unseen prompts, paired by `t2i-align compare` (align/evaluation/paired_arms.py).
 """
 
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
-from paired_arms import ROOT, run_arms
-
-sys.path.insert(0, str(ROOT))
-from align.finetune.config import ATTENTION, EVERY_LAYER_TYPE  # noqa: E402
+from align.evaluation.paired_arms import run_arms
+from align.finetune.config import ATTENTION, EVERY_LAYER_TYPE
 
 ORACLE_RWR = ["reward.kind=oracle", "rwr.images_per_prompt=4", "eval.every=0", "eval.fidelity=false"]
 LEARNED_REWARD = "runs/demo/reward-r1"  # the demo's round-1 reward (10%-noise simulated ratings)

@@ -1,8 +1,8 @@
 """Where do the measured gradients lead? One step along each mean gradient, and what it does to the images.
 
-    python bench/gradient_directions.py --reward runs/demo/reward-r1 [--gradients runs/bench-gradient-noise/gradients-24.npz]
+    python experiments/gradient_directions.py --reward runs/demo/reward-r1 [--gradients runs/bench-gradient-noise/gradients-24.npz]
 
-Follows bench/gradient_noise_scale.py, whose batch gradients it reads: reward backpropagation's
+Follows experiments/gradient_noise_scale.py, whose batch gradients it reads: reward backpropagation's
 direction is resolved (noise scale about 180 samples, its mean over 192 samples well determined),
 DDPO's is not. Hypothesis: a step along reward backpropagation's mean gradient raises the learned
 reward *and* oracle alignment (the reward's gradient points towards alignment; what holds the
@@ -19,22 +19,20 @@ difference from the unmoved LoRA with a 95% bootstrap interval over the 89 promp
 from __future__ import annotations
 
 import argparse
-import sys
 import tempfile
 from pathlib import Path
 
 import numpy as np
 import torch
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "bench"))
+from align.config import load_config
+from align.evaluation.gradients import consistency
+from align.evaluation.paired_arms import SEEN_SEED, seen_sample
+from align.finetune.config import FinetuneConfig
+from align.finetune.rewards import make_reward_fn, oracle_reward
+from align.finetune.run_setup import load_models, make_accelerator
 
-from align.config import load_config  # noqa: E402
-from align.finetune.config import FinetuneConfig  # noqa: E402
-from align.finetune.rewards import make_reward_fn, oracle_reward  # noqa: E402
-from align.finetune.run_setup import load_models, make_accelerator  # noqa: E402
-from paired_arms import SEEN_SEED, seen_sample  # noqa: E402
+ROOT = Path(__file__).resolve().parent.parent
 
 DIRECTIONS = ("reward backprop, learned reward", "DDPO, learned reward", "supervised denoising (pretraining)")
 STEP_SIZES = (0.001, 0.003, 0.01)  # root-mean-square change of the LoRA weights: about 1, 3, 10 Adam steps at lr 1e-3
@@ -47,7 +45,7 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(2)
     gradients = np.load(args.gradients)
-    # the LoRA the gradients were taken at: bench/gradient_noise_scale.py's config and seed
+    # the LoRA the gradients were taken at: experiments/gradient_noise_scale.py's config and seed
     config = load_config(FinetuneConfig, ROOT / "configs/shapes/ddpo.yaml", [f"reward.path={args.reward}"])
     accelerator = make_accelerator(config, Path(tempfile.mkdtemp()), 1)
     pipeline, params = load_models(config, accelerator)
@@ -82,12 +80,6 @@ def main() -> None:
                     offset += p.numel()
             reward, aligned = draw()
             print(f"| {name} | {eta} | {paired(reward - base_reward, '+.2f')} | {paired(100 * (aligned - base_aligned), '+.1f')} |", flush=True)
-
-
-def consistency(batches: torch.Tensor) -> torch.Tensor:
-    """Weight by weight, the mean gradient over its root-mean-square across the batches (rows):
-    near +-1 where every batch agrees, near 0 where the gradient is noise, so noisy weights barely move."""
-    return batches.mean(0) / (batches.pow(2).mean(0).sqrt() + 1e-12)
 
 
 def paired(differences: np.ndarray, spec: str) -> str:

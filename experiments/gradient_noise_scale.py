@@ -1,6 +1,6 @@
 """How much signal is in each method's gradient? Gradient noise scales at the demo's starting point.
 
-    python bench/gradient_noise_scale.py --reward runs/demo/reward-r1 [--batches 16] [--out runs/bench-gradient-noise]
+    python experiments/gradient_noise_scale.py --reward runs/demo/reward-r1 [--batches 16] [--out runs/bench-gradient-noise]
 
 Hypothesis (the fine-tuning issue: in the demo's 1,280 reward queries no method moves the model,
 not even with the oracle as reward, while the pretraining's supervised loss moves it about 1.8
@@ -41,22 +41,21 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from align.config import load_config
+from align.finetune.clean_data import clean_batch, clean_prompts, denoising_loss, training_scheduler
+from align.finetune.config import FinetuneConfig
+from align.finetune.ddim_logprob import ddim_step_with_logprob, decode, guided_eps, sample_with_logprob
+from align.finetune.draws import draw_seed, prompt_of
+from align.finetune.reward_backprop import sample_with_grad
+from align.finetune.rewards import make_reward_fn, oracle_reward
+from align.finetune.run_setup import PromptEmbeddings, load_models, make_accelerator
+from align.finetune.stat_tracking import group_advantages
+from align.generation.prompts import load_prompts
 
-from align.config import load_config  # noqa: E402
-from align.finetune.clean_data import clean_batch, clean_prompts, denoising_loss, training_scheduler  # noqa: E402
-from align.finetune.config import FinetuneConfig  # noqa: E402
-from align.finetune.ddim_logprob import ddim_step_with_logprob, decode, guided_eps, sample_with_logprob  # noqa: E402
-from align.finetune.draws import draw_seed, prompt_of  # noqa: E402
-from align.finetune.reward_backprop import sample_with_grad  # noqa: E402
-from align.finetune.rewards import make_reward_fn, oracle_reward  # noqa: E402
-from align.finetune.run_setup import PromptEmbeddings, load_models, make_accelerator  # noqa: E402
-from align.finetune.stat_tracking import group_advantages  # noqa: E402
-from align.generation.prompts import load_prompts  # noqa: E402
+ROOT = Path(__file__).resolve().parent.parent
 
 DDPO_BATCH, BACKPROP_BATCH, SUPERVISED_BATCH = 32, 8, 32
-GROUP_SIZE = 8  # sampling.group_size of the grouping bench: 4 prompts x 8 images a batch
+GROUP_SIZE = 8  # sampling.group_size of experiments/ddpo_grouping.py: 4 prompts x 8 images a batch
 DDPO_STEPS = range(10)  # DDIM steps 1-10, the demo's DDPO (demo.yaml: train.timestep_last=10)
 
 

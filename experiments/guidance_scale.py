@@ -6,7 +6,7 @@ every prompt; if so, a larger classifier-free guidance scale raises oracle align
 prompts as well as seen ones, and a fine-tuned model has a prompt-general direction to find.
 Refuted if no scale above the deployment's 5 lifts the unseen interval above zero.
 
-Every scale draws the sweeps' fixed splits (paired_arms: 89 seen prompts x 2, the 89 held-out x 2,
+Every scale draws the sweeps' fixed splits (align/evaluation/paired_arms.py: 89 seen prompts x 2, the 89 held-out x 2,
 fresh seeds) with the shipped pipeline, 20 DDIM steps, eta 0, and `compare` pairs it with scale 5.
 
 With `--lora NAME=DIR` a fine-tuned LoRA is drawn at each scale too and paired with the shipped
@@ -18,8 +18,8 @@ With `--demo DIR` (a finished `make demo`) the models draw that demo's own split
 training prompt x 2 at its seen seed, the held-out prompts x 5 at its held-out seed): a second,
 larger sample of images, to check a sweep's finding.
 
-    .venv/bin/python bench/guidance_scale.py [--out runs/bench-guidance] [--scales 1 3 7.5 10 15]
-    .venv/bin/python bench/guidance_scale.py --scales 3 --lora "consistency=runs/bench-backprop/consistency steps 10x16x8, eta 0.002/final" [--demo runs/demo]
+    .venv/bin/python experiments/guidance_scale.py [--out runs/bench-guidance] [--scales 1 3 7.5 10 15]
+    .venv/bin/python experiments/guidance_scale.py --scales 3 --lora "consistency=runs/bench-backprop/consistency steps 10x16x8, eta 0.002/final" [--demo runs/demo]
 """
 
 from __future__ import annotations
@@ -29,40 +29,8 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from PIL import Image
 
-from paired_arms import (compare_runs, demo_split_runs, print_versus_baseline, seen_prompts_file, seen_sample,
-                         sweep_split_runs)
-
-DEPLOYED = 5.0
-
-
-class Splits:
-    """Where a model's images of both splits are drawn: the sweeps' splits, or a demo's (`demo`)."""
-
-    def __init__(self, out: Path, demo: Path | None):
-        self.demo = demo
-        self.folder = out / ("demo-splits" if demo else "sweep-splits")
-        self.folder.mkdir(parents=True, exist_ok=True)
-        self.seen_prompts = None if demo else seen_prompts_file(self.folder)
-
-    def draw(self, scale: float, name: str = "", lora: Path | None = None) -> list[str]:
-        """Both splits at this guidance scale, with the shipped pipeline or `lora`; their `compare` arguments."""
-        label = self.label(scale, name if lora else "")
-        model = [f"sampling.guidance={scale}", *([f"lora={lora}"] if lora else [])]
-        if self.demo:
-            return demo_split_runs(self.demo, self.folder, label, model)
-        return sweep_split_runs(self.folder, self.seen_prompts, label, model)
-
-    @staticmethod
-    def label(scale: float, name: str = "") -> str:
-        return f"{name + ' ' if name else ''}guidance {scale:g}"
-
-    def seen_pixels(self, scale: float, name: str = "") -> np.ndarray:
-        """The seen images in (prompt, seed) order, as floats in [0, 1]."""
-        run = self.folder / f"{self.label(scale, name)}-seen"
-        samples = pd.read_parquet(run / "samples.parquet").sort_values(["prompt", "seed"])
-        return np.stack([np.asarray(Image.open(run / path), dtype=np.float32) / 255 for path in samples["image_path"]])
+from align.evaluation.paired_arms import DEPLOYED_GUIDANCE, Splits, compare_runs, print_versus_baseline, seen_sample
 
 
 def main() -> None:
@@ -73,8 +41,8 @@ def main() -> None:
     parser.add_argument("--demo", type=Path, help="a finished demo directory: draw its seen and unseen splits")
     args = parser.parse_args()
     splits = Splits(args.out, args.demo)
-    scales = sorted({DEPLOYED, *args.scales})
-    order = [DEPLOYED] + [s for s in scales if s != DEPLOYED]  # compare's first model is the baseline
+    scales = sorted({DEPLOYED_GUIDANCE, *args.scales})
+    order = [DEPLOYED_GUIDANCE] + [s for s in scales if s != DEPLOYED_GUIDANCE]  # compare's first model is the baseline
     result = compare_runs(sum((splits.draw(scale) for scale in order), []), splits.folder / "compare.json")
     print(f"\n{'scale':<8}" + "".join(f"{split + ': ' + what:>24}" for split in ("seen", "unseen")
                                      for what in ("alignment", "count acc.", "shape acc.", "fidelity")))
@@ -107,15 +75,16 @@ def compare_lora(splits: Splits, scales: list[float], name: str, lora: Path) -> 
                               splits.folder / f"compare-{name}-{scale:g}.json")
         print_versus_baseline(paired, [splits.label(scale, name)])
     tuned = sum((splits.draw(scale, name, lora) for scale in scales), [])
-    against_deployed = compare_runs(splits.draw(DEPLOYED) + tuned, splits.folder / f"compare-{name}-against-{DEPLOYED:g}.json")
-    print(f"\nagainst the shipped pipeline at {DEPLOYED:g}:")
+    against_deployed = compare_runs(splits.draw(DEPLOYED_GUIDANCE) + tuned,
+                                    splits.folder / f"compare-{name}-against-{DEPLOYED_GUIDANCE:g}.json")
+    print(f"\nagainst the shipped pipeline at {DEPLOYED_GUIDANCE:g}:")
     print_versus_baseline(against_deployed, [splits.label(scale, name) for scale in scales])
-    moved, deployed = splits.seen_pixels(DEPLOYED, name), splits.seen_pixels(DEPLOYED)
+    moved, deployed = splits.seen_pixels(DEPLOYED_GUIDANCE, name), splits.seen_pixels(DEPLOYED_GUIDANCE)
     print("\nseen images, mean absolute pixel difference from the shipped pipeline's at each scale:")
     for scale in scales:
         shipped = splits.seen_pixels(scale)
-        print(f"  scale {scale:g}: {name} at {DEPLOYED:g} {np.abs(moved - shipped).mean():.4f}, "
-              f"shipped at {DEPLOYED:g} {np.abs(deployed - shipped).mean():.4f}")
+        print(f"  scale {scale:g}: {name} at {DEPLOYED_GUIDANCE:g} {np.abs(moved - shipped).mean():.4f}, "
+              f"shipped at {DEPLOYED_GUIDANCE:g} {np.abs(deployed - shipped).mean():.4f}")
 
 
 if __name__ == "__main__":

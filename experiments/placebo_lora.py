@@ -1,16 +1,16 @@
-"""A placebo for the paired benches: does a LoRA with no learnt direction "gain" on seen prompts?
+"""A placebo for the paired experiments: does a LoRA with no learnt direction "gain" on seen prompts?
 
-Hypothesis (bench/guidance_scale.py: the sweeps' seen baseline images are an unlucky draw, 50.6%
+Hypothesis (experiments/guidance_scale.py: the sweeps' seen baseline images are an unlucky draw, 50.6%
 where the same prompts at the demo's seeds give 60.7%): any model that redraws part of those
 images recovers part of the baseline's bad luck, so it gains on the sweeps' seen split with no
 alignment learnt, and not on the demo's splits. The placebo is a fine-tuned LoRA with the entries
 of each of its tensors shuffled (fixed seed): the same sizes of weights, no direction. Shuffled,
 its up-projections no longer line up with its down-projections, so it changes the images less;
 `--scale K` multiplies its up-projections (lora_B) by K, to change them as much as the trained
-LoRA does (the bench prints both mean absolute pixel changes on the seen split). Refuted if a
+LoRA does (the script prints both mean absolute pixel changes on the seen split). Refuted if a
 placebo of the same pixel change gains no more on the sweeps' seen split than on the demo's.
 
-    .venv/bin/python bench/placebo_lora.py --lora "runs/bench-backprop/consistency steps 10x16x8, eta 0.002/final" --demo runs/demo [--scale 5]
+    .venv/bin/python experiments/placebo_lora.py --lora "runs/bench-backprop/consistency steps 10x16x8, eta 0.002/final" --demo runs/demo [--scale 5]
 """
 
 from __future__ import annotations
@@ -22,8 +22,7 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
-from guidance_scale import DEPLOYED, Splits
-from paired_arms import compare_runs, print_versus_baseline
+from align.evaluation.paired_arms import DEPLOYED_GUIDANCE, Splits, compare_runs, print_versus_baseline
 
 WEIGHTS = "pytorch_lora_weights.safetensors"
 
@@ -52,15 +51,15 @@ def main() -> None:
     placebo = shuffled(args.lora, args.out / f"{name.replace(' ', '-')}-lora", args.scale)
     for demo in (None, args.demo):
         splits = Splits(args.out, demo)
-        result = compare_runs(splits.draw(DEPLOYED) + splits.draw(DEPLOYED, name, placebo),
+        result = compare_runs(splits.draw(DEPLOYED_GUIDANCE) + splits.draw(DEPLOYED_GUIDANCE, name, placebo),
                               splits.folder / f"compare-{name}.json")
         print("\nthe demo's splits:" if demo else "\nthe sweeps' splits:")
-        print_versus_baseline(result, [splits.label(DEPLOYED, name)])
+        print_versus_baseline(result, [splits.label(DEPLOYED_GUIDANCE, name)])
         if not demo:
-            shipped = splits.seen_pixels(DEPLOYED)
+            shipped = splits.seen_pixels(DEPLOYED_GUIDANCE)
             for model in (name, "consistency"):
-                if (splits.folder / f"{splits.label(DEPLOYED, model)}-seen").is_dir():
-                    change = np.abs(splits.seen_pixels(DEPLOYED, model) - shipped).mean()
+                if (splits.folder / f"{splits.label(DEPLOYED_GUIDANCE, model)}-seen").is_dir():
+                    change = np.abs(splits.seen_pixels(DEPLOYED_GUIDANCE, model) - shipped).mean()
                     print(f"  {model}: seen images' mean absolute pixel change from the shipped pipeline's {change:.4f}")
 
 

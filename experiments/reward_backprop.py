@@ -1,13 +1,13 @@
 """Does reward backpropagation align the tiny model in the demo's budget, where DDPO and RWR did not?
 
-    python bench/reward_backprop.py [--out runs/bench-backprop] [--reward runs/demo/reward-r1] [--epochs 40] [--arms ...]
+    python experiments/reward_backprop.py [--out runs/bench-backprop] [--reward runs/demo/reward-r1] [--epochs 40] [--arms ...]
 
 Hypothesis: the learned reward's gradient carries far more information per image than DDPO's
 one scalar per trajectory, so in the demo's budget (1,280 reward queries: 40 epochs x 32
 images) reward backpropagation raises oracle alignment on the prompts it trains on, and some of
 it carries to unseen prompts. Arms change one thing each from configs/shapes/reward_backprop.yaml;
 the demo's DDPO, if runs/demo holds it, is compared on the same images. Every final model and
-the shipped one draw the same seen and unseen prompts (bench/paired_arms.py), paired by
+the shipped one draw the same seen and unseen prompts (align/evaluation/paired_arms.py), paired by
 `t2i-align compare` with 95% intervals.
 """
 
@@ -16,7 +16,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from paired_arms import ROOT, run_arms
+from align.evaluation.paired_arms import run_arms
+
+ROOT = Path(__file__).resolve().parent.parent
 
 FAST = ["eval.every=0", "eval.fidelity=false"]
 ARMS = {
@@ -26,7 +28,7 @@ ARMS = {
     "backprop K in 1-20, lr 3e-3": ["train.lr=3e-3"],
     "backprop K 1 (DRaFT-1), lr 1e-3": ["backprop.max_steps=1"],
     "backprop lr 1e-3, LoRA + convs": ["lora.targets=[to_q,to_k,to_v,to_out.0,conv1,conv2]"],
-    # bench/gradient_noise_scale.py: noise scale about 180 samples, so a step of 8 is mostly noise
+    # experiments/gradient_noise_scale.py: noise scale about 180 samples, so a step of 8 is mostly noise
     "backprop lr 1e-3, 128 samples a step": ["sampling.batches_per_epoch=16", "train.accumulation=16", "epochs=10"],
 }
 

@@ -1,6 +1,6 @@
 """Which reward head generalises to unseen prompts: reasons, patch tokens, and what limits them.
 
-    python bench/reward_heads.py [--labels runs/demo/round1/labels.parquet] [--seeds 5]
+    python experiments/reward_heads.py [--labels runs/demo/round1/labels.parquet] [--seeds 5]
 
 Hypotheses, each an arm trained on the demo's round-1 ratings (2,008 on training prompts,
 10% noise) with `train.seed` 0..S-1 (the seed also redraws the validation prompts):

@@ -1,6 +1,6 @@
 """What limits the tiny UNet's alignment: how long it was trained, or its architecture?
 
-    python bench/unet_pretraining.py [--out runs/bench-unet-pretraining] [--arms ...]
+    python experiments/unet_pretraining.py [--out runs/bench-unet-pretraining] [--arms ...]
 
 Hypotheses (the fine-tuning issue, item 4: "an under-trained UNet", "cross-attention only at
 low resolution"), both tested with the strongest signal there is, the pretraining stage itself
@@ -15,7 +15,7 @@ training prompts with their true captions, 32 an optimizer step):
    scratch for the same steps and seed.
 
 The VAE, text encoder and tokenizer stay the shipped ones. Every arm's pipeline and the shipped
-one draw the same seen and unseen prompts, paired by `t2i-align compare` (bench/paired_arms.py).
+one draw the same seen and unseen prompts, paired by `t2i-align compare` (align/evaluation/paired_arms.py).
 About 0.2 s a step here for the shipped architecture; finished arms are reused.
 """
 
@@ -23,18 +23,17 @@ from __future__ import annotations
 
 import argparse
 import shutil
-import sys
 import time
 from pathlib import Path
 
 import torch
 from diffusers import StableDiffusionPipeline, UNet2DConditionModel
 
-from paired_arms import ROOT, compare, compare_runs, print_versus_baseline
+from align.evaluation.paired_arms import compare, compare_runs, print_versus_baseline
+from align.models import resolve
+from align.shapes.pretrain import SEED, THREADS, UNET_LR, train_unet
 
-sys.path.insert(0, str(ROOT))
-from align.models import resolve  # noqa: E402
-from align.shapes.pretrain import SEED, THREADS, UNET_LR, train_unet  # noqa: E402
+ROOT = Path(__file__).resolve().parent.parent
 
 EVERY_LEVEL_ATTENTION = {"down_block_types": ["CrossAttnDownBlock2D"] * 3, "up_block_types": ["CrossAttnUpBlock2D"] * 3}
 ARMS = {  # name: (start: the shipped UNet, or a fresh one with these config changes; optimizer steps; peak lr)

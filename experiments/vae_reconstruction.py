@@ -1,6 +1,6 @@
 """What the shipped tiny VAE alone lets the oracle read: the ceiling on the pipeline's parseable share.
 
-    .venv/bin/python bench/vae_reconstruction.py [--images 256] [--vae DIR]
+    .venv/bin/python experiments/vae_reconstruction.py [--images 256] [--vae DIR]
 
 Renders clean scenes of training prompts (fixed seed), encodes them with the VAE, decodes
 the latent means, and judges the originals and the reconstructions with the oracle. No

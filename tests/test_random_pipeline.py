@@ -30,6 +30,6 @@ def test_the_shipped_configs_build_stable_diffusion_v1_5_to_the_parameter():
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="on a GPU the benchmark runs for real")
 def test_the_benchmark_says_in_one_sentence_that_it_needs_a_gpu():
-    result = subprocess.run([sys.executable, str(ROOT / "bench" / "sd15_speed.py")], capture_output=True, text=True)
+    result = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "sd15_speed.py")], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip().count("\n") == 0 and "No GPU here" in result.stdout and "nothing was measured" in result.stdout

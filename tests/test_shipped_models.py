@@ -96,9 +96,9 @@ def test_tiny_clip_prefers_the_true_caption():
 
 
 def test_vae_reconstructions_stay_readable():
-    """bench/vae_reconstruction.py runs; clean renders all parse and the VAE keeps most of them."""
-    bench = Path(__file__).resolve().parents[1] / "bench" / "vae_reconstruction.py"
-    result = subprocess.run([sys.executable, str(bench), "--images", "32"], capture_output=True, text=True, check=True)
+    """experiments/vae_reconstruction.py runs; clean renders all parse and the VAE keeps most of them."""
+    script = Path(__file__).resolve().parents[1] / "experiments" / "vae_reconstruction.py"
+    result = subprocess.run([sys.executable, str(script), "--images", "32"], capture_output=True, text=True, check=True)
     shares = dict(re.findall(r"(clean renders|VAE reconstructions): parseable ([\d.]+)%", result.stdout))
     assert float(shares["clean renders"]) == 100.0
     assert float(shares["VAE reconstructions"]) >= 90.0, result.stdout

@@ -1,10 +1,13 @@
-"""Shared by the fine-tuning sweeps: run each arm with `t2i-align finetune`, draw the same seen and
-unseen prompts with every final model and the shipped one, and pair them with `t2i-align compare`.
+"""The evaluation protocol of the fine-tuning experiments (experiments/): paired arms on both splits.
+
+Run each arm with `t2i-align finetune`, draw the same seen and unseen prompts with every final
+model and the shipped one, and pair them with `t2i-align compare`; every stage is the CLI, run as
+a subprocess, so an experiment reruns exactly what a user would.
 
 Seen: a fixed sample of 89 training prompts x 2, unseen: the 89 held-out prompts x 2, both with
 fresh seeds no rating, fine-tuning or demo run uses. A rerun reuses finished runs and images.
-The DDPO benches that run after `make demo` draw the demo's own splits instead (demo_split_runs),
-to be paired with the demo's baseline images.
+The DDPO experiments that run after `make demo` draw the demo's own splits instead (demo_split_runs),
+to be paired with the demo's baseline images. `Splits` draws either at a given guidance scale.
 """
 
 from __future__ import annotations
@@ -13,12 +16,25 @@ import json
 import random
 import subprocess
 import sys
+from importlib import resources
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
 import yaml
+from PIL import Image
 
-ROOT = Path(__file__).resolve().parent.parent
 SEEN_SEED, UNSEEN_SEED = 300_000, 400_000
+
+
+def shipped(relative: str) -> Path:
+    """A file shipped in the align package, e.g. configs/shapes/ddpo.yaml (configs/ at the repository
+    root links to align/configs/), found however the project was installed."""
+    return Path(str(resources.files("align") / relative))
+
+
+# The guidance scale `t2i-align generate` draws with on the shapes world.
+DEPLOYED_GUIDANCE = float(yaml.safe_load(shipped("configs/shapes/generate.yaml").read_text())["sampling"]["guidance"])
 
 
 def cli(*argv: str) -> None:
@@ -27,9 +43,10 @@ def cli(*argv: str) -> None:
 
 
 def finetune(run: Path, config: str, overrides: list[str]) -> Path:
-    """The arm's final LoRA, training it (or completing it) if needed."""
+    """The arm's final LoRA, training it (or completing it) if needed. `config`: a shipped config,
+    e.g. configs/shapes/ddpo.yaml."""
     if not (run / "metrics.json").is_file():
-        cli("finetune", "--config", str(ROOT / config), "--out", str(run),
+        cli("finetune", "--config", str(shipped(config)), "--out", str(run),
             *(["--resume"] if (run / "checkpoints").is_dir() else []), *overrides)
     return run / "final"
 
@@ -70,7 +87,6 @@ def sweep_split_runs(folder: Path, seen: Path, name: str, model: list[str]) -> l
 
 def seen_sample() -> list[str]:
     """The fixed sample of 89 training prompts every sweep draws as its seen split."""
-    sys.path.insert(0, str(ROOT))
     from align.generation.prompts import load_prompts
 
     return sorted(random.Random(SEEN_SEED).sample([p.text for p in load_prompts("train")], 89))
@@ -128,3 +144,31 @@ def print_versus_baseline(result: dict, arms) -> None:
         cells = [versus["seen"]["by_category"]["overall"]["difference"], versus["seen"]["by_category"]["overall"]["gap_closed"],
                  versus["unseen"]["by_category"]["overall"]["difference"]]
         print(f"{arm:<30}" + "".join(f"{e['value']:>+10.1%} [{e['low']:+.1%}, {e['high']:+.1%}]" for e in cells))
+
+
+class Splits:
+    """Where a model's images of both splits are drawn: the sweeps' splits, or a demo's (`demo`)."""
+
+    def __init__(self, out: Path, demo: Path | None):
+        self.demo = demo
+        self.folder = out / ("demo-splits" if demo else "sweep-splits")
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self.seen_prompts = None if demo else seen_prompts_file(self.folder)
+
+    def draw(self, scale: float, name: str = "", lora: Path | None = None) -> list[str]:
+        """Both splits at this guidance scale, with the shipped pipeline or `lora`; their `compare` arguments."""
+        label = self.label(scale, name if lora else "")
+        model = [f"sampling.guidance={scale}", *([f"lora={lora}"] if lora else [])]
+        if self.demo:
+            return demo_split_runs(self.demo, self.folder, label, model)
+        return sweep_split_runs(self.folder, self.seen_prompts, label, model)
+
+    @staticmethod
+    def label(scale: float, name: str = "") -> str:
+        return f"{name + ' ' if name else ''}guidance {scale:g}"
+
+    def seen_pixels(self, scale: float, name: str = "") -> np.ndarray:
+        """The seen images in (prompt, seed) order, as floats in [0, 1]."""
+        run = self.folder / f"{self.label(scale, name)}-seen"
+        samples = pd.read_parquet(run / "samples.parquet").sort_values(["prompt", "seed"])
+        return np.stack([np.asarray(Image.open(run / path), dtype=np.float32) / 255 for path in samples["image_path"]])

@@ -169,7 +169,7 @@ def edge_error(reconstruction: torch.Tensor, images: torch.Tensor) -> torch.Tens
 
 def train_unet(work: Path, steps: int, vae: AutoencoderKL, text_encoder: CLIPTextModel, tokenizer: CLIPTokenizer,
                start: UNet2DConditionModel | None = None, peak_lr: float = UNET_LR):
-    """Train a fresh tiny UNet, or `start`: the shipped one further, or another architecture (bench/unet_pretraining.py)."""
+    """Train a fresh tiny UNet, or `start`: the shipped one further, or another architecture (experiments/unet_pretraining.py)."""
     torch.manual_seed(SEED + 2)
     rng = random.Random(SEED + 2)
     specs = training_specs()
