@@ -69,9 +69,11 @@ def write_run_dir(run: Path, items: list[tuple[str, Image.Image]]) -> Path:
 
 
 def add_rater(accounts: Path, name: str, password: str = RATER_PASSWORD, admin: bool = False) -> None:
-    command = [*ALIGN_CLI, "raters", "--accounts", str(accounts), "add", name, "--password-stdin"]
-    subprocess.run(command + (["--admin"] if admin else []), input=password + "\n", text=True, check=True,
-                   capture_output=True)
+    """A rater account, written in-process through the accounts API, as `t2i-align raters add` writes it
+    (the command itself, in a subprocess: test_labeling_accounts)."""
+    from labeling_app.accounts import Accounts
+
+    Accounts(accounts).add(name, password, admin=admin)
 
 
 def free_port() -> int:

@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import io
+import subprocess
+import sys
+from pathlib import Path
 
 from align.cli import main
 from labeling_app.accounts import Accounts
 from labeling_app.passwords import hash_password, verify_password
+
+T2I_ALIGN = Path(sys.executable).with_name("t2i-align")  # the console script, installed beside this Python
 
 
 def raters(monkeypatch, capsys, accounts, *argv: str, stdin: str = "") -> tuple[int, str, str]:
@@ -27,9 +32,43 @@ def test_add_list_set_admin_remove(tmp_path, monkeypatch, capsys):
     store = Accounts(accounts)
     assert store.is_admin("ann") and not store.is_admin("boss")
     assert store.verify("ann", "correct horse") and not store.verify("ann", "battery staple")
+    assert raters(monkeypatch, capsys, accounts, "set-password", "boss", "--password-stdin", stdin="new password 2\n")[0] == 0
+    assert store.verify("boss", "new password 2") and not store.verify("boss", "battery staple")
     assert raters(monkeypatch, capsys, accounts, "remove", "ann")[0] == 0
     assert not store.verify("ann", "correct horse")
     assert [r.name for r in store.list()] == ["boss"]
+
+
+def console(accounts: Path, *argv: str, stdin: str = "") -> subprocess.CompletedProcess:
+    return subprocess.run([str(T2I_ALIGN), "raters", "--accounts", str(accounts), *argv], input=stdin, text=True,
+                          capture_output=True, timeout=120)
+
+
+def test_the_raters_console_command_adds_changes_and_removes_accounts(tmp_path):
+    """The installed `t2i-align raters`, in subprocesses, as an admin types it (elsewhere tests call
+    main in-process, and set up accounts through the accounts API)."""
+    accounts = tmp_path / "raters.db"
+    added = console(accounts, "add", "ann", "--password-stdin", stdin="correct horse\n")
+    assert (added.returncode, added.stdout) == (0, f"added rater ann to {accounts}\n"), added.stderr
+    added = console(accounts, "add", "boss", "--admin", "--password-stdin", stdin="battery staple\n")
+    assert (added.returncode, added.stdout) == (0, f"added admin boss to {accounts}\n"), added.stderr
+    store = Accounts(accounts)
+    assert store.verify("ann", "correct horse") and not store.is_admin("ann")
+    assert store.verify("boss", "battery staple") and store.is_admin("boss")
+    assert console(accounts, "set-password", "ann", "--password-stdin", stdin="new password 2\n").returncode == 0
+    assert store.verify("ann", "new password 2") and not store.verify("ann", "correct horse")
+    assert console(accounts, "set-admin", "boss", "--off").returncode == 0 and not store.is_admin("boss")
+    assert console(accounts, "remove", "ann").returncode == 0
+    assert [line.split("\t")[:2] for line in console(accounts, "list").stdout.splitlines()] == [["boss", "rater"]]
+
+
+def test_the_raters_console_command_refuses_bad_input_in_one_sentence_with_exit_2(tmp_path):
+    accounts = tmp_path / "raters.db"
+    assert console(accounts, "add", "ann", "--password-stdin", stdin="long enough\n").returncode == 0
+    again = console(accounts, "add", "ann", "--password-stdin", stdin="long enough 2\n")
+    assert again.returncode == 2 and again.stdout == ""
+    assert "rater ann already exists" in again.stderr and again.stderr.count("\n") == 1, again.stderr
+    assert Accounts(accounts).verify("ann", "long enough")
 
 
 def test_passwords_are_stored_only_as_salted_scrypt_hashes(tmp_path, monkeypatch, capsys):
