@@ -169,6 +169,21 @@ def test_undo_brings_the_sample_back_and_releases_the_preloaded_one(tmp_path):
     assert desk.undo("carol", None).receipt == {"outcome": "nothing to undo", "showing": None}
 
 
+def test_undo_on_the_last_sample_keeps_it_leased_to_the_rater(tmp_path):
+    """Moved from test_labeling_access (it needs no server). The attack on the lease: with nothing
+    preloaded, an undo used to release every lease of the rater, so the sample back on bob's
+    screen went to alice and bob's own re-rating was refused."""
+    desk = open_desk(tmp_path, 1)
+    bob = desk.start("bob")
+    assert bob.receipt["showing"] == "000000"
+    saved = desk.rate("bob", bob.session, 1)
+    assert saved.receipt["outcome"] == "saved"
+    undone = desk.undo("bob", saved.session)
+    assert undone.receipt["outcome"] == "undone" and undone.receipt["showing"] == "000000"
+    assert desk.start("alice").receipt["showing"] is None  # still bob's to rate again
+    assert desk.rate("bob", undone.session, 0, ["wrong count"]).receipt["outcome"] == "saved"
+
+
 def test_a_rater_who_sends_another_s_session_is_refused_and_the_session_is_kept(tmp_path, caplog):
     desk = open_desk(tmp_path, 4)
     bob = desk.start("bob").session
@@ -186,6 +201,42 @@ def test_a_rater_who_sends_another_s_session_is_refused_and_the_session_is_kept(
     assert warnings == ["alice sent a request in bob's session; refused"] * 4
     saved = desk.rate("bob", bob, 1)
     assert (saved.receipt["outcome"], saved.receipt["sample_id"]) == ("saved", "000000")
+
+
+def test_an_image_that_goes_bad_while_serving_is_left_out_and_logged(tmp_path, caplog):
+    """Moved from test_labeling_access (it needs no server)."""
+    desk = open_desk(tmp_path, 8, overlap=2)
+    (desk.store.run_dir / "images" / "000007.png").write_bytes(b"truncated")
+    screen = desk.start("cy")
+    shown = [screen.receipt["showing"]]
+    while shown[-1] is not None:
+        screen = desk.rate("cy", screen.session, 1)
+        shown.append(screen.receipt["showing"])
+    assert "000007" not in shown and "000006" in shown
+    assert "sample 000007 is left out: image file images/000007.png is not a readable image" in caplog.text
+    assert desk.store.broken_samples() == {"000007": "image file images/000007.png is not a readable image"
+                                                     " (UnidentifiedImageError)"}
+
+
+def test_an_image_deleted_after_preloading_is_not_rated(tmp_path, caplog):
+    """Moved from test_labeling_access (it needs no server). The attack on the record: images vanish
+    from the run while raters have them preloaded or on screen. A rating must never be stored for
+    an image that is gone."""
+    desk = open_desk(tmp_path, 4)
+    run = desk.store.run_dir
+    bob = desk.start("bob")
+    assert bob.receipt["showing"] == "000000"  # 000001 preloaded behind it
+    (run / "images" / "000001.png").unlink()
+    saved = desk.rate("bob", bob.session, 1)
+    assert (saved.receipt["outcome"], saved.receipt["showing"]) == ("saved", "000002")
+    (run / "images" / "000002.png").unlink()  # the one on screen
+    refused = desk.rate("bob", saved.session, 1)
+    assert (refused.receipt["outcome"], refused.receipt["sample_id"], refused.receipt["showing"]) == ("refused", "000002", "000003")
+    assert refused.status == ('<span class="refused">Not saved: this image was removed from the run'
+                              ' (image file images/000002.png is missing).</span>')
+    assert table(desk, "SELECT sample_id FROM ratings") == [("000000",)]
+    assert "sample 000001 is left out: image file images/000001.png is missing" in caplog.text
+    assert set(desk.store.broken_samples()) == {"000001", "000002"}
 
 
 def test_a_preloaded_image_that_went_bad_is_replaced_by_a_showable_one(tmp_path):
