@@ -8,6 +8,10 @@ Numbers are checked against the bounds a field declares in its metadata, e.g.
 `steps: int = field(default=20, metadata={"min": 1})`: "min" / "max" are inclusive, "above" /
 "below" exclusive. Every float must be finite. Plain dict metadata, so that reward_models (a leaf
 package) declares its bounds without importing this module.
+
+A config dataclass that derives from `Checked` holds its bounds and its invariants (`check`) from
+the moment it is built, whoever builds it: load_config, a script, or `dataclasses.replace`, as
+TRL's DDPOConfig checks itself in __post_init__.
 """
 
 from __future__ import annotations
@@ -24,6 +28,18 @@ import yaml
 from align.errors import BadInput
 
 T = TypeVar("T")
+
+
+class Checked:
+    """Base of the config dataclasses: single bounds, then `check`, when an instance is built."""
+
+    def __post_init__(self) -> None:
+        for f in dataclasses.fields(self):
+            _check_bounds(f.metadata, getattr(self, f.name), f.name, type(self).__name__)
+        self.check()
+
+    def check(self) -> None:
+        """What single bounds cannot say; a config with invariants across its keys overrides this."""
 
 
 def load_config(schema: type[T], path: str | Path | None = None, overrides: list[str] = ()) -> T:

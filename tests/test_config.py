@@ -147,7 +147,28 @@ def test_every_shipped_config_loads_and_passes_its_checks(path):
               "demo": DemoConfig, "demo_quick": DemoConfig}.get(path.stem, FinetuneConfig)
     # What a user adds on the command line: the reward model, and the labels RWR learns from.
     config = load_config(schema, path, ["reward.path=runs/reward", "rwr.labels=labels.parquet"] if schema is FinetuneConfig else [])
-    if schema is FinetuneConfig and config.backend != "trl":
-        config.check()
-    elif schema in (DemoConfig, CompareConfig) and hasattr(config, "check"):
-        config.check()
+    if schema is FinetuneConfig:  # its invariants held on load (align.config.Checked); the inputs a run reads:
+        config.require_inputs()
+
+
+def test_invariants_hold_for_every_caller_not_only_load_config():
+    """A config built in code, or changed with dataclasses.replace, is checked as a loaded one is."""
+    import dataclasses
+
+    from align.demo.config import DemoConfig
+    from align.finetune.config import FinetuneConfig, SamplingSettings, TrainSettings
+    from align.generation.generate import GenerateConfig
+
+    with pytest.raises(BadInput, match="divisible by train.batch_size"):
+        FinetuneConfig(sampling=SamplingSettings(batch_size=16), train=TrainSettings(batch_size=5))
+    with pytest.raises(BadInput, match="config key 'steps' in SamplingSettings must be at least 1"):
+        SamplingSettings(steps=0)
+    with pytest.raises(BadInput, match="sampling.eta > 0"):
+        dataclasses.replace(FinetuneConfig(), sampling=SamplingSettings(eta=0.0))
+    with pytest.raises(BadInput, match="needs a reward model"):
+        GenerateConfig(best_of=2)
+    with pytest.raises(BadInput, match="between 1 and raters"):
+        DemoConfig(raters=1)
+    FinetuneConfig()  # the defaults are consistent; what a run reads is checked apart:
+    with pytest.raises(BadInput, match="needs reward.path"):
+        FinetuneConfig().require_inputs()

@@ -36,6 +36,7 @@ def run(args) -> None:
     out = Path(args.out)
     # Everything that can refuse does so before anything is written.
     config.check(state.num_processes)
+    config.require_inputs()
     if args.resume and config.backend == "trl":
         from align.errors import BadInput
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from align.config import Checked
 from align.errors import BadInput
 
 # Each fine-tuned model of the demo: its run directory's name, label and `finetune` config (configs/shapes/<config>.yaml).
@@ -18,7 +19,7 @@ def heldout_run(model: str) -> str:
 
 
 @dataclass
-class DemoConfig:
+class DemoConfig(Checked):
     model: str = "shapes-tiny-sd"
     train_images_per_prompt: int = field(default=4, metadata={"min": 1})
     heldout_images_per_prompt: int = field(default=5, metadata={"min": 1})

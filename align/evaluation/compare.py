@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from align.config import Checked
 from align.errors import BadInput
 from align.evaluation import paired
 from align.evaluation.evaluate import METRICS, SCORES, EvaluateConfig, load_images, score_run
@@ -26,7 +27,7 @@ ATTRIBUTES = ("count", "shape", "color", "background")
 
 
 @dataclass
-class CompareConfig:
+class CompareConfig(Checked):
     clip_model: str = "shapes-tiny-clip"  # shipped name, open_clip model name, or local-dir:PATH
     clip_pretrained: str | None = None
     oracle: bool = True  # judge alignment with the shapes oracle (shapes world only)

@@ -11,6 +11,7 @@ import pandas as pd
 from PIL import Image, UnidentifiedImageError
 from tqdm import tqdm
 
+from align.config import Checked
 from align.errors import BadInput
 from align.generation.generate import GenerateConfig
 from align.models import clip_backbone_config, pick_device
@@ -23,7 +24,7 @@ METRICS = "metrics.json"
 
 
 @dataclass
-class EvaluateConfig:
+class EvaluateConfig(Checked):
     clip_model: str = "shapes-tiny-clip"  # shipped name, open_clip model name, or local-dir:PATH
     clip_pretrained: str | None = None  # open_clip pretrained tag, e.g. openai
     oracle: bool = True  # judge with the shapes oracle (shapes world only)

@@ -10,11 +10,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
+from align.config import Checked
 from align.errors import BadInput
 
 
 @dataclass
-class RewardSettings:
+class RewardSettings(Checked):
     kind: Literal["learned", "oracle", "clip"] = "learned"  # learned: a reward_models RewardModel dir
     path: str | None = None  # the RewardModel directory (kind: learned)
     clip_model: str = "shapes-tiny-clip"  # CLIP score backbone (kind: clip)
@@ -22,13 +23,13 @@ class RewardSettings:
 
 
 # Targets covering every layer type of a diffusers UNet: attention projections, ResNet convolutions,
-# the transformer blocks' in / out projections and MLPs (what bench/finetune_capacity.py compares).
+# the transformer blocks' in / out projections and MLPs (what experiments/finetune_capacity.py compares).
 ATTENTION = ["to_q", "to_k", "to_v", "to_out.0"]
 EVERY_LAYER_TYPE = [*ATTENTION, "conv1", "conv2", "conv_shortcut", "proj_in", "proj_out", "ff.net.0.proj", "ff.net.2"]
 
 
 @dataclass
-class LoraSettings:
+class LoraSettings(Checked):
     enabled: bool = True  # OUT/final holds LoRA weights; False: the full UNet is trained, OUT/final is a pipeline
     rank: int = field(default=4, metadata={"min": 1})
     alpha: float = field(default=4.0, metadata={"above": 0})
@@ -36,7 +37,7 @@ class LoraSettings:
 
 
 @dataclass
-class SamplingSettings:
+class SamplingSettings(Checked):
     steps: int = field(default=20, metadata={"min": 1})
     guidance: float = field(default=5.0, metadata={"min": 0})
     # DDPO needs eta > 0: the step must be a distribution to have a log-probability
@@ -47,7 +48,7 @@ class SamplingSettings:
 
 
 @dataclass
-class TrainSettings:
+class TrainSettings(Checked):
     batch_size: int = field(default=16, metadata={"min": 1})  # per process
     # minibatches per optimizer step (DDPO also accumulates over timesteps)
     accumulation: int = field(default=1, metadata={"min": 1})
@@ -60,7 +61,7 @@ class TrainSettings:
     adv_clip_max: float = field(default=5.0, metadata={"above": 0})
     timestep_fraction: float = field(default=1.0, metadata={"above": 0, "max": 1})  # of the steps from timestep_first to timestep_last
     # DDPO trains only the sampling steps first..last (1-based, 1 = the noisiest; 0 = the last step):
-    # bench/ddpo_timestep_gradients.py measured the last steps carrying most of the gradient.
+    # experiments/ddpo_timestep_gradients.py measured the last steps carrying most of the gradient.
     timestep_first: int = field(default=1, metadata={"min": 1})
     timestep_last: int = field(default=0, metadata={"min": 0})
     kl_coef: float = field(default=0.0, metadata={"min": 0})  # > 0: KL penalty towards the starting model (DPOK)
@@ -71,7 +72,7 @@ class TrainSettings:
 
 
 @dataclass
-class RwrSettings:
+class RwrSettings(Checked):
     source: Literal["generate", "labels"] = "generate"  # weights from the reward of fresh samples, or human labels
     labels: str | None = None  # labels.parquet from `t2i-align export` (source: labels)
     images_per_prompt: int = field(default=4, metadata={"min": 1})  # source: generate
@@ -79,7 +80,7 @@ class RwrSettings:
     # replace the dataset (online RWR: expert iteration / RAFT); 0: one dataset from the starting model
     resample_every: int = field(default=0, metadata={"min": 0})
     # the weighted loss's timesteps (of the 1,000 training timesteps; 999 is pure noise), where the
-    # count and layout are decided at the top: bench/finetune_capacity.py
+    # count and layout are decided at the top: experiments/finetune_capacity.py
     min_timestep: int = field(default=0, metadata={"min": 0, "max": 999})
     max_timestep: int = field(default=999, metadata={"min": 0, "max": 999})
     # weight of the denoising loss on clean renders with true captions
@@ -88,7 +89,7 @@ class RwrSettings:
 
 
 @dataclass
-class BackpropSettings:
+class BackpropSettings(Checked):
     """Reward backpropagation: gradients through the last K sampling steps, K drawn per batch from
     [min_steps, max_steps] (AlignProp's randomised truncation; min = max = K is DRaFT-K)."""
 
@@ -100,7 +101,7 @@ class BackpropSettings:
 
 
 @dataclass
-class EvalSettings:
+class EvalSettings(Checked):
     prompts: str = "heldout"  # the unseen split
     prompt_count: int = field(default=0, metadata={"min": 0})  # a fixed sample of this many of them, 0: all
     images_per_prompt: int = field(default=1, metadata={"min": 1})  # both splits
@@ -124,7 +125,7 @@ class EvalSettings:
 
 
 @dataclass
-class FinetuneConfig:
+class FinetuneConfig(Checked):
     method: Literal["rwr", "ddpo", "reward_backprop"] = "ddpo"
     backend: Literal["t2i-align", "trl"] = "t2i-align"  # trl: DDPO through TRL 0.23's DDPOTrainer (align/finetune/ddpo_trl.py)
     model: str = "shapes-tiny-sd"
@@ -144,10 +145,9 @@ class FinetuneConfig:
     eval: EvalSettings = field(default_factory=EvalSettings)
 
     def check(self, processes: int = 1) -> None:
-        """Every invariant, in one clear sentence each, before any work is done."""
+        """Every invariant across keys, in one clear sentence each: when the config is built (one process),
+        and again by the run once it knows its processes."""
         s, t = self.sampling, self.train  # single values are bounded where declared (align/config.py)
-        if self.reward.kind == "learned" and not self.reward.path and not (self.method == "rwr" and self.rwr.source == "labels"):
-            raise BadInput("reward.kind: learned needs reward.path, a reward model directory from `t2i-align train-reward`")
         if self.method == "ddpo":
             if s.eta <= 0:
                 raise BadInput(f"DDPO needs sampling.eta > 0 to have per-step log-probabilities, got {s.eta}")
@@ -175,16 +175,23 @@ class FinetuneConfig:
             self._check_backprop()
         if self.backend == "trl":
             self._check_trl()
-        if self.method == "rwr" and self.rwr.source == "labels" and not self.rwr.labels:
-            raise BadInput("rwr.source: labels needs rwr.labels, a labels.parquet from `t2i-align export`")
         if self.method == "rwr" and self.rwr.min_timestep > self.rwr.max_timestep:
             raise BadInput(f"rwr.min_timestep ({self.rwr.min_timestep}) must not be above rwr.max_timestep ({self.rwr.max_timestep})")
         if self.method == "rwr" and self.rwr.source == "labels" and self.rwr.resample_every:
             raise BadInput("rwr.resample_every draws fresh samples from the current model, which rated labels cannot"
                            " be; set rwr.resample_every=0 or rwr.source=generate")
-        self._check_pretraining_prompts()
 
-    def _check_pretraining_prompts(self) -> None:
+    def require_inputs(self) -> None:
+        """What a run reads besides the config: the reward model, the labels, shapes-world prompts for the
+        pre-training term. Checked by `finetune` before anything is written; a default config names none,
+        and a script may hand `train` a reward function of its own instead."""
+        if self.method == "reward_backprop" and self.reward.kind != "learned":
+            raise BadInput(f"reward backpropagation needs a differentiable reward, and reward.kind: {self.reward.kind} is not"
+                           " one (the oracle parses pixels, CLIP score here goes through PIL); use reward.kind: learned")
+        if self.reward.kind == "learned" and not self.reward.path and not (self.method == "rwr" and self.rwr.source == "labels"):
+            raise BadInput("reward.kind: learned needs reward.path, a reward model directory from `t2i-align train-reward`")
+        if self.method == "rwr" and self.rwr.source == "labels" and not self.rwr.labels:
+            raise BadInput("rwr.source: labels needs rwr.labels, a labels.parquet from `t2i-align export`")
         key, beta = {"rwr": ("rwr.pretrain_beta", self.rwr.pretrain_beta),
                      "reward_backprop": ("backprop.pretrain_beta", self.backprop.pretrain_beta)}.get(self.method, ("", 0))
         if beta > 0:
@@ -202,9 +209,6 @@ class FinetuneConfig:
         if self.sampling.batches_per_epoch % self.train.accumulation:  # a checkpoint must not cut an accumulated step
             raise BadInput(f"train.accumulation ({self.train.accumulation}) must divide sampling.batches_per_epoch"
                            f" ({self.sampling.batches_per_epoch}): an optimizer step ends within its epoch")
-        if self.reward.kind != "learned":
-            raise BadInput(f"reward backpropagation needs a differentiable reward, and reward.kind: {self.reward.kind} is not"
-                           " one (the oracle parses pixels, CLIP score here goes through PIL); use reward.kind: learned")
 
     def _check_trl(self) -> None:
         from importlib.metadata import PackageNotFoundError, version
