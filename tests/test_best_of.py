@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+from cli_helpers import cli, one_sentence
 from PIL import Image
 from reward_helpers import rated_labels, trained_model
-from test_generate_evaluate import cli, one_sentence
 
 from align.cli import main
 from reward_models.reward_model import RewardModel

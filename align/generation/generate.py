@@ -1,8 +1,10 @@
 """Generation: prompts x seeds through a Stable Diffusion pipeline into a run directory.
 
 Sample i of a run (prompt-major order, `images_per_prompt` per prompt) is drawn with its own
-generator seeded `seed + i`, so an image does not depend on batch size, and the same config
+generator seeded `seed + i`, so its noise does not depend on batch size, and the same config
 gives the same images from any model: baseline and fine-tuned runs are compared seed for seed.
+The pixels are bit for bit the same only when drawn in the same batches: some CPUs round a
+UNet pass differently for another batch size (oneDNN picks its kernels by shape).
 With `best_of=N reward.path=DIR`, each sample is the best of N candidates by that reward
 (generation/best_of.py).
 """
@@ -19,7 +21,7 @@ import torch
 import yaml
 from tqdm import tqdm
 
-from align.config import save_config, to_dict
+from align.config import Checked, save_config, to_dict
 from align.errors import BadInput
 from align.generation.best_of import CANDIDATE_FIELDS, CANDIDATES, KEPT_FIELDS, keep_best, plan_candidates
 from align.generation.prompts import load_prompts
@@ -29,7 +31,7 @@ from reward_models.reward_model import RewardModel
 
 
 @dataclass
-class SamplingConfig:
+class SamplingConfig(Checked):
     steps: int = field(default=20, metadata={"min": 1})
     guidance: float = field(default=5.0, metadata={"min": 0})
     eta: float = field(default=0.0, metadata={"min": 0, "max": 1})
@@ -41,12 +43,12 @@ class SamplingConfig:
 
 
 @dataclass
-class RewardReference:
+class RewardReference(Checked):
     path: str | None = None  # reward model directory from `t2i-align train-reward` (best_of > 1)
 
 
 @dataclass
-class GenerateConfig:
+class GenerateConfig(Checked):
     model: str = "shapes-tiny-sd"  # shipped name, local pipeline directory, or hub id
     lora: str | None = None  # LoRA weights from `t2i-align finetune` (OUT/final), loaded on top of the model
     prompts: str = "train"  # named prompt set or text file
@@ -104,7 +106,6 @@ def prepare_run_dir(out: Path, config: GenerateConfig, resume: bool) -> None:
 
 def generate(config: GenerateConfig, out: str | Path, resume: bool = False, pipeline=None) -> Path:
     """Fill `out` with images/ and samples.parquet; with resume, only missing images are drawn."""
-    config.check()
     out = Path(out)
     rows = plan_samples(config)
     reward = None
@@ -120,7 +121,7 @@ def generate(config: GenerateConfig, out: str | Path, resume: bool = False, pipe
     candidates = plan_candidates(rows, config.best_of)
     ensure_writable_dir(out / CANDIDATES / "images")
     copy_reused(out / CANDIDATES, candidates, reusable)
-    draw(config, out / CANDIDATES, candidates, pipeline)
+    draw(config, out / CANDIDATES, candidates, pipeline, passes=config.best_of)
     kept = keep_best(out, rows, candidates, reward)
     write_samples(out / CANDIDATES, candidates, CANDIDATE_FIELDS)
     write_samples(out, kept, KEPT_FIELDS)
@@ -151,17 +152,22 @@ def copy_reused(out: Path, rows: list[dict], reusable: dict[tuple[str, int], Pat
             os.replace(partial, target)
 
 
-def draw(config: GenerateConfig, out: Path, rows: list[dict], pipeline=None) -> None:
-    """Draw the rows whose image file does not exist yet, each with its own seeded generator."""
-    todo = [row for row in rows if not (out / row["image_path"]).is_file()]
-    if not todo:
+def draw(config: GenerateConfig, out: Path, rows: list[dict], pipeline=None, passes: int = 1) -> None:
+    """Draw the rows whose image file does not exist yet, each with its own seeded generator.
+
+    With passes=n, pass k draws rows k, k+n, ...: best-of-n's candidate k of every request, so
+    pass 0 is drawn in the plain run's batches and its images are the plain run's, bit for bit.
+    """
+    todo = [[row for row in rows[k::passes] if not (out / row["image_path"]).is_file()] for k in range(passes)]
+    if not any(todo):
         return
     sampling = config.sampling
     pipeline = pipeline or load_pipeline(config.model, sampling.dtype, sampling.device, config.lora)
     size = sampling.resolution or native_image_size(pipeline)
-    with tqdm(total=len(todo), desc=f"generating {out.name}", unit="img") as progress:
-        for start in range(0, len(todo), sampling.batch_size):
-            batch = todo[start : start + sampling.batch_size]
+    step = sampling.batch_size
+    batches = [part[start : start + step] for part in todo for start in range(0, len(part), step)]
+    with tqdm(total=sum(map(len, todo)), desc=f"generating {out.name}", unit="img") as progress:
+        for batch in batches:
             generators = [torch.Generator(pipeline.device).manual_seed(row["seed"]) for row in batch]
             images = pipeline(
                 [row["prompt"] for row in batch],
