@@ -23,7 +23,6 @@ import argparse
 import random
 import tempfile
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -38,7 +37,7 @@ from align.finetune.clean_data import (
 from align.finetune.config import EVERY_LAYER_TYPE, LoraSettings
 from align.finetune.ddim_logprob import ddim_step_with_logprob, guided_eps
 from align.finetune.lora import add_lora, save_lora
-from align.finetune.run_setup import PromptEmbeddings
+from align.finetune.training_run import PromptEmbeddings
 from align.generation.prompts import load_prompts
 from align.models import load_pipeline
 

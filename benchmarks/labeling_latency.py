@@ -27,8 +27,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
-import psutil
 import pandas as pd
+import psutil
 from PIL import Image, ImageDraw
 
 from labeling_app.accounts import Accounts

@@ -35,7 +35,7 @@ from align.finetune.draws import draw_seed, prompt_of
 from align.finetune.lora import save_lora
 from align.finetune.reward_backprop import sample_with_grad
 from align.finetune.rewards import make_reward_fn
-from align.finetune.run_setup import PromptEmbeddings, load_models, make_accelerator
+from align.finetune.training_run import PromptEmbeddings, load_models, make_accelerator
 from align.generation.prompts import load_prompts
 
 ROOT = Path(__file__).resolve().parent.parent

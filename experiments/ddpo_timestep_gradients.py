@@ -25,7 +25,7 @@ from align.finetune.config import FinetuneConfig
 from align.finetune.ddim_logprob import ddim_step_with_logprob, decode, guided_eps, sample_with_logprob
 from align.finetune.draws import draw_seed, prompt_of
 from align.finetune.rewards import make_reward_fn
-from align.finetune.run_setup import PromptEmbeddings, load_models, make_accelerator
+from align.finetune.training_run import PromptEmbeddings, load_models, make_accelerator
 from align.generation.prompts import load_prompts
 
 ROOT = Path(__file__).resolve().parent.parent

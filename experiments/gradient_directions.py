@@ -30,7 +30,7 @@ from align.evaluation.gradients import consistency
 from align.evaluation.paired_arms import SEEN_SEED, seen_sample
 from align.finetune.config import FinetuneConfig
 from align.finetune.rewards import make_reward_fn, oracle_reward
-from align.finetune.run_setup import load_models, make_accelerator
+from align.finetune.training_run import load_models, make_accelerator
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -48,8 +48,8 @@ from align.finetune.ddim_logprob import ddim_step_with_logprob, decode, guided_e
 from align.finetune.draws import draw_seed, prompt_of
 from align.finetune.reward_backprop import sample_with_grad
 from align.finetune.rewards import make_reward_fn, oracle_reward
-from align.finetune.run_setup import PromptEmbeddings, load_models, make_accelerator
 from align.finetune.stat_tracking import group_advantages
+from align.finetune.training_run import PromptEmbeddings, load_models, make_accelerator
 from align.generation.prompts import load_prompts
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -34,7 +34,7 @@ def denoising_loss(unet, noise_scheduler, latents, embeds, generator, timesteps:
 
 def denoising_losses(unet, noise_scheduler, parts, generator) -> tuple[torch.Tensor, ...]:
     """denoising_loss of several batches (latents, embeds, timestep range or None) in one UNet call, which
-    is faster on a CPU than one call each (bench/cpu_speedups.py); the draws are those of one call each."""
+    is faster on a CPU than one call each (benchmarks/cpu_speedups.py); the draws are those of one call each."""
     noisy, noises, steps = [], [], []
     for latents, _, timesteps in parts:
         timesteps = timesteps or range(noise_scheduler.config.num_train_timesteps)

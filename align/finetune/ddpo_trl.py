@@ -21,7 +21,7 @@ import numpy as np
 from align.finetune import checkpoints
 from align.finetune.config import FinetuneConfig
 from align.finetune.monitor import Monitor, end_epoch, evaluate_and_record
-from align.finetune.run_setup import Counters, finish, run_logger
+from align.finetune.training_run import Counters, finish, run_logger
 from align.generation.prompts import load_prompts
 from align.models import resolve
 

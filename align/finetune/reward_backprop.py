@@ -22,7 +22,6 @@ import random
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch.utils.checkpoint import checkpoint
@@ -32,33 +31,14 @@ from align.finetune.clean_data import clean_batch, clean_prompts, denoising_loss
 from align.finetune.config import FinetuneConfig
 from align.finetune.ddim_logprob import guided_eps
 from align.finetune.draws import draw_seed, prompt_of
-from align.finetune.monitor import Monitor, end_epoch, evaluate_and_record
-from align.finetune.run_setup import (
-    Counters,
-    PromptEmbeddings,
-    checkpoint_if_due,
-    finish,
-    load_models,
-    make_accelerator,
-    make_optimizer,
-    run_logger,
-    start,
-)
+from align.finetune.training_run import TrainingRun
 from align.generation.prompts import load_prompts
 
 
 def train(config: FinetuneConfig, out: Path, reward_fn, resume_from: Path | None) -> dict:
-    s, tr, bp = config.sampling, config.train, config.backprop
-    accelerator = make_accelerator(config, out, tr.accumulation)
-    log = run_logger(out, accelerator)
-    pipeline, params = load_models(config, accelerator)
-    optimizer = make_optimizer(config, params)
-    unet, optimizer = accelerator.prepare(pipeline.unet, optimizer)
-    counters = Counters()
-    start(config, out, accelerator, resume_from, [counters])
-    monitor = Monitor(config, out, pipeline, reward_fn, accelerator.device) if accelerator.is_main_process else None
-
-    embed = PromptEmbeddings(pipeline)
+    s, bp = config.sampling, config.backprop
+    run = TrainingRun(config, out, reward_fn, resume_from)
+    accelerator, pipeline, embed = run.accelerator, run.pipeline, run.embed
     prompts = [p.text for p in load_prompts(config.prompts)]
     shapes_prompts = clean_prompts(config.prompts)
     noise_scheduler = training_scheduler(pipeline)
@@ -66,16 +46,14 @@ def train(config: FinetuneConfig, out: Path, reward_fn, resume_from: Path | None
     scheduler.set_timesteps(s.steps, device=accelerator.device)
     size = pipeline.unet.config.sample_size
     latent_shape = (pipeline.unet.config.in_channels, size, size)
-    P, rank = accelerator.num_processes, accelerator.process_index
+    P, rank = run.processes, run.rank
     per_epoch = s.batch_size * P * s.batches_per_epoch
-    log.info(f"reward backpropagation on {P} process(es): {per_epoch} samples per epoch, gradient through the last"
-             f" {bp.min_steps}-{bp.max_steps} of {s.steps} steps, pre-training weight {bp.pretrain_beta}")
+    run.log.info(f"reward backpropagation on {P} process(es): {per_epoch} samples per epoch, gradient through the last"
+                 f" {bp.min_steps}-{bp.max_steps} of {s.steps} steps, pre-training weight {bp.pretrain_beta}")
 
-    if counters.epoch == 0 and not counters.history:
-        evaluate_and_record(accelerator, monitor, counters, {"epoch": 0}, log, config)
-    for epoch in range(counters.epoch, config.epochs):
+    for epoch in run.epochs():
         began = time.perf_counter()
-        unet.train()
+        run.unet.train()
         stats = []
         for b in tqdm(range(s.batches_per_epoch), desc=f"epoch {epoch + 1}", disable=not accelerator.is_local_main_process):
             index = [(b * P + rank) * s.batch_size + j for j in range(s.batch_size)]
@@ -83,9 +61,9 @@ def train(config: FinetuneConfig, out: Path, reward_fn, resume_from: Path | None
             generators = [torch.Generator().manual_seed(draw_seed(config.seed, epoch, i)) for i in index]
             # K is the same on every process: the batch's draw is keyed by its global position only
             k = random.Random(draw_seed(config.seed, epoch, 10**9 + b)).randint(bp.min_steps, bp.max_steps)
-            with accelerator.accumulate(unet):
+            with run.accumulate():
                 with accelerator.autocast():
-                    images = sample_with_grad(unet, scheduler, pipeline.vae, embed(batch_prompts), embed([""]), s,
+                    images = sample_with_grad(run.unet, scheduler, pipeline.vae, embed(batch_prompts), embed([""]), s,
                                               generators, latent_shape, k, bp.gradient_checkpointing)
                     rewards = reward_fn.differentiable(images, batch_prompts).float()
                     loss = -F.logsigmoid(rewards).mean()
@@ -93,29 +71,21 @@ def train(config: FinetuneConfig, out: Path, reward_fn, resume_from: Path | None
                     if bp.pretrain_beta > 0:
                         g = torch.Generator().manual_seed(draw_seed(config.seed, epoch, 2 * 10**9 + b * P + rank))
                         clean, captions = clean_batch(pipeline, shapes_prompts, s.batch_size, random.Random(g.initial_seed()))
-                        pretrain = denoising_loss(unet, noise_scheduler, clean, embed(captions), g).mean()
+                        pretrain = denoising_loss(run.unet, noise_scheduler, clean, embed(captions), g).mean()
                 total = loss + bp.pretrain_beta * pretrain
-                accelerator.backward(total)
-                if accelerator.sync_gradients:
-                    accelerator.clip_grad_norm_(params, tr.max_grad_norm)
-                optimizer.step()
-                optimizer.zero_grad()
-            counters.optimizer_steps += int(accelerator.sync_gradients)
+                run.optimizer_step(total)
             stats.append({"reward": rewards.detach().cpu(), "train/loss": total.item(), "train/reward_loss": loss.item(),
                           "train/pretrain_loss": pretrain.item(), "train/backprop_steps": float(k)})
-        counters.queries += per_epoch
-        counters.epoch = epoch + 1
+        run.counters.queries += per_epoch
         rewards = accelerator.gather(torch.cat([st.pop("reward") for st in stats]).to(accelerator.device)).cpu()
         metrics = {
-            "epoch": counters.epoch,
             "reward/mean": float(rewards.mean()),
             "reward/std": float(rewards.std(correction=0)),  # of all samples, as DDPO logs it: 0, not nan, for one
             "perf/samples_per_second": per_epoch / (time.perf_counter() - began),
-            **{key: float(accelerator.reduce(torch.tensor(np.mean([st[key] for st in stats]), device=accelerator.device), "mean")) for key in stats[0]},
+            **run.mean_over_processes({key: [st[key] for st in stats] for key in stats[0]}),
         }
-        end_epoch(accelerator, monitor, counters, metrics, log, config)
-        checkpoint_if_due(config, out, accelerator, counters)
-    return finish(config, out, accelerator, pipeline, params, counters)
+        run.end_epoch(epoch, metrics)
+    return run.finish()
 
 
 def sample_with_grad(unet, scheduler, vae, embeds, negative, sampling, generators, latent_shape, k, use_checkpointing):

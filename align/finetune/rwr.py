@@ -34,18 +34,7 @@ from tqdm import tqdm
 from align.errors import BadInput
 from align.finetune.clean_data import clean_batch, clean_prompts, denoising_losses, encode, training_scheduler
 from align.finetune.config import FinetuneConfig
-from align.finetune.monitor import Monitor, end_epoch, evaluate_and_record
-from align.finetune.run_setup import (
-    Counters,
-    PromptEmbeddings,
-    checkpoint_if_due,
-    finish,
-    load_models,
-    make_accelerator,
-    make_optimizer,
-    run_logger,
-    start,
-)
+from align.finetune.training_run import TrainingRun
 from align.generation.prompts import load_prompts
 from align.models import native_image_size
 from reward_models import labels as reward_labels
@@ -57,25 +46,15 @@ def dataset_file(out: Path, round_: int) -> Path:
 
 def train(config: FinetuneConfig, out: Path, reward_fn, resume_from: Path | None) -> dict:
     tr, rwr = config.train, config.rwr
-    accelerator = make_accelerator(config, out, tr.accumulation)
-    log = run_logger(out, accelerator)
-    pipeline, params = load_models(config, accelerator)
-    optimizer = make_optimizer(config, params)
-    unet, optimizer = accelerator.prepare(pipeline.unet, optimizer)
-    counters = Counters()
-    start(config, out, accelerator, resume_from, [counters])
-    monitor = Monitor(config, out, pipeline, reward_fn, accelerator.device) if accelerator.is_main_process else None
-    embed = PromptEmbeddings(pipeline)
+    run = TrainingRun(config, out, reward_fn, resume_from)
+    accelerator, pipeline, embed = run.accelerator, run.pipeline, run.embed
     noise_scheduler = training_scheduler(pipeline)
     train_prompts = clean_prompts(config.prompts)
-    P, rank = accelerator.num_processes, accelerator.process_index
-    global_batch = tr.batch_size * P
+    global_batch = tr.batch_size * run.processes
     weighted_timesteps = range(rwr.min_timestep, rwr.max_timestep + 1)
     data, data_round = None, None
 
-    if counters.epoch == 0 and not counters.history:
-        evaluate_and_record(accelerator, monitor, counters, {"epoch": 0}, log, config)
-    for epoch in range(counters.epoch, config.epochs):
+    for epoch in run.epochs():
         round_ = epoch // rwr.resample_every if rwr.resample_every else 0
         if round_ != data_round:
             data, data_round = round_dataset(config, out, round_, pipeline, reward_fn, accelerator), round_
@@ -83,44 +62,36 @@ def train(config: FinetuneConfig, out: Path, reward_fn, resume_from: Path | None
             if n < global_batch:
                 raise BadInput(f"the RWR dataset has {n} samples, fewer than one global batch of {global_batch}")
             steps_per_epoch = (n // global_batch) * tr.epochs_per_dataset
-            log.info(f"RWR on {P} process(es), round {round_ + 1}: {n} weighted samples (mean weight"
-                     f" {data['weights'].mean():.3f}), beta {rwr.pretrain_beta}")
+            run.log.info(f"RWR on {run.processes} process(es), round {round_ + 1}: {n} weighted samples (mean weight"
+                         f" {data['weights'].mean():.3f}), beta {rwr.pretrain_beta}")
         began = time.perf_counter()
-        counters.queries = n * (round_ + 1)  # each round's dataset was scored (or rated) once, before its first epoch
-        unet.train()
+        run.counters.queries = n * (round_ + 1)  # each round's dataset was scored (or rated) once, before its first epoch
+        run.unet.train()
         losses = {"train/loss": [], "train/weighted_loss": [], "train/pretrain_loss": []}
         for step in tqdm(range(steps_per_epoch), desc=f"epoch {epoch + 1}", disable=not accelerator.is_local_main_process):
             g = torch.Generator().manual_seed((config.seed * 100_003 + epoch) * 10_000_019 + step)
-            rows = torch.randperm(n, generator=g)[:global_batch][rank * tr.batch_size : (rank + 1) * tr.batch_size]
+            rows = torch.randperm(n, generator=g)[:global_batch][run.rank * tr.batch_size : (run.rank + 1) * tr.batch_size]
             latents = data["latents"][rows].to(accelerator.device)
             weights = data["weights"][rows].to(accelerator.device)
             prompts = [data["prompts"][i] for i in rows.tolist()]
-            with accelerator.accumulate(unet):
+            with run.accumulate():
                 parts = [(latents, embed(prompts), weighted_timesteps)]
                 if rwr.pretrain_beta > 0:  # clean data exists in the shapes world only
                     clean, captions = clean_batch(pipeline, train_prompts, rwr.pretrain_batch_size,
-                                                  random.Random(f"{config.seed}-{epoch}-{step}-{rank}"))
+                                                  random.Random(f"{config.seed}-{epoch}-{step}-{run.rank}"))
                     parts.append((clean, embed(captions), None))
                 with accelerator.autocast():
-                    weighted, *pretrain = denoising_losses(unet, noise_scheduler, parts, g)
+                    weighted, *pretrain = denoising_losses(run.unet, noise_scheduler, parts, g)
                 pretrain = pretrain[0] if pretrain else torch.zeros(1, device=accelerator.device)
                 weighted_loss = (weights * weighted).mean()
                 loss = weighted_loss + rwr.pretrain_beta * pretrain.mean()
-                accelerator.backward(loss)
-                if accelerator.sync_gradients:
-                    accelerator.clip_grad_norm_(params, tr.max_grad_norm)
-                optimizer.step()
-                optimizer.zero_grad()
-            counters.optimizer_steps += int(accelerator.sync_gradients)
+                run.optimizer_step(loss)
             for key, value in (("train/loss", loss), ("train/weighted_loss", weighted_loss), ("train/pretrain_loss", pretrain.mean())):
                 losses[key].append(value.item())
-        counters.epoch = epoch + 1
-        metrics = {"epoch": counters.epoch, "perf/samples_per_second": steps_per_epoch * global_batch / (time.perf_counter() - began),
+        metrics = {"perf/samples_per_second": steps_per_epoch * global_batch / (time.perf_counter() - began),
                    "rwr/round": round_ + 1, "rwr/mean_weight": float(data["weights"].mean())}
-        metrics |= {k: float(accelerator.reduce(torch.tensor(np.mean(v), device=accelerator.device), "mean")) for k, v in losses.items()}
-        end_epoch(accelerator, monitor, counters, metrics, log, config)
-        checkpoint_if_due(config, out, accelerator, counters)
-    return finish(config, out, accelerator, pipeline, params, counters)
+        run.end_epoch(epoch, metrics | run.mean_over_processes(losses))
+    return run.finish()
 
 
 def round_dataset(config: FinetuneConfig, out: Path, round_: int, pipeline, reward_fn, accelerator) -> dict:

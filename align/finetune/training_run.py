@@ -1,5 +1,7 @@
-"""What both fine-tuning loops share: the Accelerator, the pipeline with a trainable UNet (LoRA or
-full), cached prompt embeddings, checkpoint wiring, and the final LoRA / pipeline directory.
+"""The loop every fine-tuning method shares (`TrainingRun`): the Accelerator, the pipeline with a
+trainable UNet (LoRA or full), cached prompt embeddings, the optimizer step, epoch bookkeeping with
+its evaluations, checkpoints and resume, and the final LoRA / pipeline directory. A method file
+keeps only what makes it that method: what it samples, scores and minimises.
 
     OUT/config.yaml   resolved config        OUT/logs/        tensorboard (or wandb)
     OUT/checkpoints/  resumable state        OUT/final/       LoRA weights or a pipeline directory
@@ -8,15 +10,18 @@ full), cached prompt embeddings, checkpoint wiring, and the final LoRA / pipelin
 
 from __future__ import annotations
 
+import copy
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from align.config import to_dict
 from align.finetune import checkpoints
 from align.finetune.config import FinetuneConfig
+from align.finetune.monitor import Monitor, end_epoch, evaluate_and_record
 from align.models import load_pipeline
 
 FINAL = "final"
@@ -175,3 +180,91 @@ def _flat(tree: dict, prefix: str = "") -> dict:
         else:
             flat[prefix + key] = value if isinstance(value, (int, float, str, bool)) else str(value)
     return flat
+
+
+class TrainingRun:
+    """One fine-tuning run, as every method drives it:
+
+        run = TrainingRun(config, out, reward_fn, resume_from)
+        for epoch in run.epochs():
+            ...                                   # sample, score: the method's own work
+            with run.accumulate():
+                run.optimizer_step(loss)          # as often as the method has minibatches
+            run.end_epoch(epoch, metrics)         # history, evaluation when due, checkpoint
+        return run.finish()
+
+    `accumulation`: minibatches per optimizer step (default train.accumulation); `state`: objects
+    the method checkpoints besides the counters; `starting_model`: keep a frozen copy of the full UNet
+    as it started (with LoRA the starting model is the UNet with its adapters off).
+    """
+
+    def __init__(self, config: FinetuneConfig, out: Path, reward_fn, resume_from: Path | None,
+                 accumulation: int | None = None, state: tuple = (), starting_model: bool = False):
+        self.config, self.out = config, out
+        self.accelerator = make_accelerator(config, out, accumulation or config.train.accumulation)
+        config.check(self.accelerator.num_processes)
+        self.processes, self.rank = self.accelerator.num_processes, self.accelerator.process_index
+        self.log = run_logger(out, self.accelerator)
+        self.pipeline, self.params = load_models(config, self.accelerator)
+        self.frozen_start = None
+        if starting_model and not config.lora.enabled:
+            self.frozen_start = copy.deepcopy(self.pipeline.unet).requires_grad_(False).eval()
+        self.unet, self.optimizer = self.accelerator.prepare(self.pipeline.unet, make_optimizer(config, self.params))
+        self.counters = Counters()
+        start(config, out, self.accelerator, resume_from, [self.counters, *state])
+        main = self.accelerator.is_main_process
+        self.monitor = Monitor(config, out, self.pipeline, reward_fn, self.accelerator.device) if main else None
+        self.embed = PromptEmbeddings(self.pipeline)
+
+    def epochs(self) -> range:
+        """The epochs still to run; a new run first evaluates the starting model (epoch 0)."""
+        if self.counters.epoch == 0 and not self.counters.history:
+            evaluate_and_record(self.accelerator, self.monitor, self.counters, {"epoch": 0}, self.log, self.config)
+        return range(self.counters.epoch, self.config.epochs)
+
+    def accumulate(self):
+        """Around a minibatch's forward and backward: gradients sync only when an optimizer step ends."""
+        return self.accelerator.accumulate(self.unet)
+
+    def optimizer_step(self, loss: torch.Tensor) -> None:
+        """Backward; at the end of an accumulation, clip the gradient norm. Inside `accumulate()`."""
+        accelerator = self.accelerator
+        accelerator.backward(loss)
+        if accelerator.sync_gradients:
+            accelerator.clip_grad_norm_(self.params, self.config.train.max_grad_norm)
+        self.optimizer.step()  # accelerate's optimizer steps only when gradients were synced
+        self.optimizer.zero_grad()
+        self.counters.optimizer_steps += int(accelerator.sync_gradients)
+
+    def starting_unet(self):
+        """A context giving the UNet as it started: the frozen copy, or this UNet with its LoRA adapters off."""
+        return _StartingModel(self.accelerator.unwrap_model(self.unet), self.frozen_start)
+
+    def mean_over_processes(self, values: dict[str, list[float]]) -> dict[str, float]:
+        """Each key's mean over this process's values, then over all processes."""
+        device = self.accelerator.device
+        return {key: float(self.accelerator.reduce(torch.tensor(np.mean(v), device=device), "mean")) for key, v in values.items()}
+
+    def end_epoch(self, epoch: int, metrics: dict) -> None:
+        """Record epoch `epoch` (0-based) as done: history and trackers, evaluation when due, checkpoint when due."""
+        self.counters.epoch = epoch + 1
+        end_epoch(self.accelerator, self.monitor, self.counters, {"epoch": epoch + 1, **metrics}, self.log, self.config)
+        checkpoint_if_due(self.config, self.out, self.accelerator, self.counters)
+
+    def finish(self) -> dict:
+        return finish(self.config, self.out, self.accelerator, self.pipeline, self.params, self.counters)
+
+
+class _StartingModel:
+    def __init__(self, unet, frozen_start):
+        self.unet, self.frozen_start = unet, frozen_start
+
+    def __enter__(self):
+        if self.frozen_start is not None:
+            return self.frozen_start
+        self.unet.disable_adapters()
+        return self.unet
+
+    def __exit__(self, *exc):
+        if self.frozen_start is None:
+            self.unet.enable_adapters()
