@@ -8,8 +8,6 @@ simulated raters rate them and `export` writes labels.parquet, all through the r
 from __future__ import annotations
 
 import random
-import subprocess
-import sys
 from pathlib import Path
 
 from align.cli import main
@@ -19,7 +17,6 @@ from align.shapes.perturb import perturbations
 from align.shapes.prompts import parse_prompt, prompt_of, prompt_set, scene_for
 from align.shapes.world import render
 
-ALIGN_CLI = [sys.executable, "-m", "align.cli"]
 TINY_CLIP = SHIPPED["shapes-tiny-clip"]
 # Small and quick: a test proves the code path, not the reward's quality at full size.
 QUICK_TRAINING = ["train.max_epochs=60", "train.patience=15"]
@@ -50,10 +47,9 @@ def rated_labels(root: Path) -> Path:
     runs = []
     for split, n, seed in (("train", 240, 0), ("heldout", 90, 1000)):
         run = write_rendered_run(root / split, [p.text for p in prompt_set(split)], n, seed)
-        subprocess.run([*ALIGN_CLI, "simulate-raters", str(run), "--raters", "2", "--noise", "0.1", "--overlap", "2"],
-                       check=True, capture_output=True)
+        assert main(["simulate-raters", str(run), "--raters", "2", "--noise", "0.1", "--overlap", "2"]) == 0
         runs.append(str(run))
-    subprocess.run([*ALIGN_CLI, "export", *runs, "--out", str(labels)], check=True, capture_output=True)
+    assert main(["export", *runs, "--out", str(labels)]) == 0
     return labels
 
 

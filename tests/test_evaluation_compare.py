@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+from cli_helpers import cli, one_sentence
 
 from align.cli import main
 from align.evaluation import paired
@@ -79,10 +78,6 @@ def runs(tmp_path_factory) -> dict[str, Path]:
     return made
 
 
-def cli(*argv: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "align.cli", *argv], capture_output=True, text=True)
-
-
 def test_compare_pairs_two_models_on_both_splits(runs, tmp_path):
     out = tmp_path / "compare.json"
     result = cli("compare", "--run", f"baseline={runs['base']}", "--run", f"tuned={runs['tuned']}", "--out", str(out),
@@ -108,13 +103,6 @@ def test_compare_pairs_two_models_on_both_splits(runs, tmp_path):
     seen = scores[scores["split"] == "train"]
     assert comparison["models"]["baseline"]["splits"]["seen"]["alignment"]["overall"]["value"] == pytest.approx(
         seen["aligned"].astype(float).mean())
-
-
-def one_sentence(result) -> str:
-    err = result.stderr.strip()
-    assert result.returncode == 2, result.stderr[-2000:]
-    assert "Traceback" not in err and len(err.splitlines()) == 1, err
-    return err
 
 
 def test_runs_of_other_seeds_are_refused(runs, tmp_path):

@@ -3,32 +3,18 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+from cli_helpers import cli, cli_process, one_sentence
 from PIL import Image
 
 from align.cli import main
 
 QUICK = ["sampling.steps=4", "images_per_prompt=2"]
-
-
-def cli(*argv: str, env: dict | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "align.cli", *argv], capture_output=True, text=True, env={**os.environ, **(env or {})}
-    )
-
-
-def one_sentence(result) -> str:
-    err = result.stderr.strip()
-    assert result.returncode == 2, result.stderr
-    assert "Traceback" not in err and len(err.splitlines()) == 1, err
-    return err
 
 
 @pytest.fixture(scope="module")
@@ -166,8 +152,8 @@ def last_sentence(result) -> str:
 def test_sd15_path_reaches_the_loading_call(run_dir, tmp_path):
     """configs/sd15 resolve and validate here; only the hub download itself cannot happen."""
     offline = {"HF_HUB_OFFLINE": "1"}
-    result = cli("generate", "--config", "configs/sd15/generate.yaml", "--out", str(tmp_path / "sd"), env=offline)
+    result = cli_process("generate", "--config", "configs/sd15/generate.yaml", "--out", str(tmp_path / "sd"), env=offline)
     assert "could not load the Stable Diffusion pipeline 'runwayml/stable-diffusion-v1-5'" in last_sentence(result)
-    result = cli("evaluate", "--config", "configs/sd15/evaluate.yaml", "--run", str(run_dir),
-                 "--out", str(tmp_path / "m.json"), "--overwrite", "device=cpu", env=offline)  # the run has scores already
+    result = cli_process("evaluate", "--config", "configs/sd15/evaluate.yaml", "--run", str(run_dir),
+                         "--out", str(tmp_path / "m.json"), "--overwrite", "device=cpu", env=offline)  # the run has scores already
     assert "could not load open_clip model ViT-L-14 / openai" in last_sentence(result)

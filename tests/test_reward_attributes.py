@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 
 import numpy as np
 import pandas as pd
 import pytest
 import torch
+from cli_helpers import cli
 from conftest import RATER_PASSWORD
 from reward_helpers import QUICK_TRAINING, rated_labels
 from test_labeling_access import serving
@@ -96,8 +95,7 @@ def test_an_unknown_reason_tag_is_refused(labels, tmp_path):
     frame = pd.read_parquet(labels)
     frame.at[frame.index[0], "reasons"] = ["too blurry"]
     frame.to_parquet(odd)
-    result = subprocess.run([sys.executable, "-m", "align.cli", "train-reward", "--labels", str(odd), "--out",
-                             str(tmp_path / "model")], capture_output=True, text=True)
+    result = cli("train-reward", "--labels", str(odd), "--out", str(tmp_path / "model"))
     assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1, result.stderr
     assert "reason tag 'too blurry'" in result.stderr
     assert not (tmp_path / "model").exists()

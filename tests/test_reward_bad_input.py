@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import hashlib
 import shutil
-import subprocess
 
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from cli_helpers import cli
+from reward_helpers import QUICK_TRAINING, rated_labels, trained_model
 
 from labeling_app.export import LABELS_SCHEMA
-from reward_helpers import ALIGN_CLI, QUICK_TRAINING, rated_labels, trained_model
 
 
 @pytest.fixture(scope="module")
@@ -26,7 +26,7 @@ def model_dir(tmp_path_factory, labels):
 
 
 def fails_in_one_sentence(*argv: str) -> str:
-    result = subprocess.run([*ALIGN_CLI, *argv], capture_output=True, text=True)
+    result = cli(*argv)
     err = result.stderr.strip().splitlines()
     assert result.returncode == 2, result.stderr[-2000:]
     assert err and "Traceback" not in result.stderr, result.stderr[-2000:]
