@@ -6,17 +6,22 @@ STAMP := $(VENV)/.installed
 CLI := $(VENV)/bin/t2i-align
 RUN ?= runs/demo
 
-.PHONY: demo baseline test install pretrain benchmarks
+.PHONY: demo baseline test install constraints pretrain benchmarks
 
 install: $(STAMP)
 
-$(STAMP): pyproject.toml
+# Exact versions from constraints.txt, the set the results were measured with; `make constraints`
+# rewrites it from .venv after a deliberate upgrade.
+$(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[dev]'
+	$(PY) -m pip install -q -c constraints.txt -e '.[dev]'
 	touch $(STAMP)
 
-# The whole loop on the shapes world (about 15 minutes on 2 cores); a rerun reuses finished stages.
+constraints: $(STAMP)
+	$(PY) -m pip freeze --exclude-editable > constraints.txt
+
+# The whole loop on the shapes world (README: how long it takes); a rerun reuses finished stages.
 demo: $(STAMP)
 	$(CLI) demo --out $(RUN)
 
