@@ -51,7 +51,7 @@ def test_quick_demo_writes_every_stage_output(quick_demo):
                  "eval/reward_backprop-seen/metrics.json",
                  "round2/train/labels.db", "round2/labels.parquet", "summary.json", "report.html", "stage_seconds.json",
                  "eval/baseline-seen/metrics.json", "eval/ddpo-seen/metrics.json", "eval/rwr-seen/metrics.json",
-                 "seen_prompts.txt", "compare.json", "eval/best_of-seen/metrics.json", "eval/best_of-heldout/metrics.json",
+                 "train_prompts.txt", "heldout_prompts.txt", "seen_prompts.txt", "compare.json", "eval/best_of-seen/metrics.json", "eval/best_of-heldout/metrics.json",
                  "eval/best_of-heldout/candidates/samples.parquet", "ddpo_oracle/final", "rwr_oracle/final",
                  "eval/ddpo_oracle-seen/metrics.json", "eval/rwr_oracle-heldout/metrics.json"]:
         assert (quick_demo / path).exists(), path
@@ -75,7 +75,12 @@ def test_the_oracle_arms_optimise_the_oracle_with_their_methods_settings(quick_d
 
 def test_quick_demo_summary_numbers_come_from_its_files(quick_demo):
     summary = json.loads((quick_demo / "summary.json").read_text())
-    train, heldout = len(load_prompts("train")), len(load_prompts("heldout"))
+    config = load_config(DemoConfig, quick_demo / "demo.yaml", [])
+    train, heldout = config.train_prompt_count, config.heldout_prompt_count  # the quick demo's fixed samples
+    for name, pool in (("train", train), ("heldout", heldout)):
+        sample = {p.text for p in load_prompts(str(quick_demo / f"{name}_prompts.txt"))}
+        assert len(sample) == pool and sample <= {p.text for p in load_prompts(name)}
+    assert yaml.safe_load((quick_demo / "ddpo/config.yaml").read_text())["prompts"] == str(quick_demo / "train_prompts.txt")
     assert summary["ratings"] == {"round1_train": train, "round1_heldout": 2 * heldout, "round2_train": train}
     assert summary["agreement"]["samples"] == heldout
     for name, model in summary["models"].items():

@@ -69,8 +69,8 @@ class Demo:
 
     def baseline_images(self) -> bool:
         c = self.config
-        a = self._generate(self.out / "round1/train", "train", c.train_images_per_prompt, c.train_seed)
-        b = self._generate(self.out / "round1/heldout", "heldout", c.heldout_images_per_prompt, c.heldout_seed)
+        a = self._generate(self.out / "round1/train", self._train_prompts(), c.train_images_per_prompt, c.train_seed)
+        b = self._generate(self.out / "round1/heldout", self._heldout_prompts(), c.heldout_images_per_prompt, c.heldout_seed)
         return a or b
 
     def round1_ratings(self) -> bool:
@@ -114,7 +114,7 @@ class Demo:
             worked |= self._evaluate(run)
             if extra:
                 run = self.out / f"eval/{model}-heldout"
-                worked |= self._generate(run, "heldout", c.heldout_images_per_prompt, c.heldout_seed,
+                worked |= self._generate(run, self._heldout_prompts(), c.heldout_images_per_prompt, c.heldout_seed,
                                          [*extra, *self._baseline_images(model, "round1/heldout")])
                 worked |= self._evaluate(run)
         return self._compare() or worked
@@ -123,7 +123,8 @@ class Demo:
         """As in iterative RLHF: rate the DDPO model's images, retrain the reward on both rounds."""
         c = self.config
         run = self.out / "round2/train"
-        worked = self._generate(run, "train", c.round2_images_per_prompt, c.round2_seed, [f"lora={self.out / 'ddpo/final'}"])
+        worked = self._generate(run, self._train_prompts(), c.round2_images_per_prompt, c.round2_seed,
+                                [f"lora={self.out / 'ddpo/final'}"])
         worked |= self._rate(run, c.train_overlap, seed=2)
         labels = self.out / "round2/labels.parquet"
         worked |= self._export(labels, [self.out / "round1/train", self.out / "round1/heldout", run])
@@ -181,20 +182,36 @@ class Demo:
         self._command("train-reward", "--labels", str(labels), "--out", str(model), *partial, *self.config.reward)
         return True
 
+    def _train_prompts(self) -> str:
+        """The demo's training prompts: rated in rounds 1 and 2, fine-tuned on, and the seen split's pool."""
+        return self._prompt_sample("train", self.config.train_prompt_count, self.config.train_seed)
+
+    def _heldout_prompts(self) -> str:
+        """The unseen split's prompts."""
+        return self._prompt_sample("heldout", self.config.heldout_prompt_count, self.config.heldout_seed)
+
     def _seen_prompts(self) -> str:
-        """The training prompts, or a fixed sample of them written to OUT/seen_prompts.txt."""
-        count = self.config.seen_prompt_count
+        """The seen split's prompts: the training prompts, or a fixed sample of them."""
+        return self._prompt_sample(self._train_prompts(), self.config.seen_prompt_count, self.config.seen_seed, "seen")
+
+    def _prompt_sample(self, prompts: str, count: int, seed: int, name: str | None = None) -> str:
+        """`prompts` (a named set or a file), or a fixed sample of `count` of them written to OUT/<name>_prompts.txt."""
         if not count:
-            return "train"
-        path = self.out / "seen_prompts.txt"
+            return prompts
+        path = self.out / f"{name or prompts}_prompts.txt"
         if not path.is_file():
             import random
 
             from align.generation.prompts import load_prompts
 
-            texts = [p.text for p in load_prompts("train")]
-            path.write_text("\n".join(sorted(random.Random(self.config.seen_seed).sample(texts, min(count, len(texts))))) + "\n")
+            texts = [p.text for p in load_prompts(prompts)]
+            path.write_text("\n".join(sorted(random.Random(seed).sample(texts, min(count, len(texts))))) + "\n")
         return str(path)
+
+    def _finetune_prompts(self) -> list[str]:
+        """Fine-tuning trains on the demo's training prompts and evaluates on its two splits' pools."""
+        train = self._train_prompts()
+        return [f"prompts={train}", f"eval.seen_prompts={train}", f"eval.prompts={self._heldout_prompts()}"]
 
     def _baseline_images(self, model: str, baseline_run: str) -> list[str]:
         """Best-of-n's candidate 0 is the baseline's image: copied from the baseline's run, not drawn again."""
@@ -223,7 +240,7 @@ class Demo:
         reward = ["reward.kind=oracle"] if method in ORACLE_METHODS else [f"reward.path={self.out / 'reward-r1'}"]
         argv = ["finetune", "--config", default_config(f"shapes/{config}.yaml"), "--out", str(out),
                 *(["--resume"] if (out / "checkpoints").is_dir() else []),
-                f"model={self.config.model}", *reward, *getattr(self.config, config)]
+                f"model={self.config.model}", *self._finetune_prompts(), *reward, *getattr(self.config, config)]
         print("   $ t2i-align " + " ".join(argv), flush=True)
         if subprocess.run([sys.executable, "-m", "align.cli", *argv]).returncode:
             raise BadInput(f"the demo stopped: `t2i-align finetune` ({method}) failed; fix the cause above and rerun the demo to continue")
