@@ -17,7 +17,7 @@ from align.errors import BadInput
 
 WEIGHTS = Path(__file__).resolve().parent / "shapes" / "weights"
 SHIPPED = {"shapes-tiny-sd": WEIGHTS / "tiny-sd", "shapes-tiny-clip": WEIGHTS / "tiny-clip"}
-_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+_HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[\w.-]+")  # fullmatch: a `$` would let a final newline in
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 
 
@@ -31,7 +31,7 @@ def resolve(reference: str) -> str:
     path = Path(reference).expanduser()
     if path.is_dir():
         return str(path.resolve())
-    if _HUB_ID.match(reference) and not reference.startswith((".", "/")):
+    if _HUB_ID.fullmatch(reference) and not reference.startswith((".", "/")):
         return reference
     raise BadInput(f"model path {reference} does not exist")
 

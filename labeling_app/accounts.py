@@ -20,7 +20,7 @@ from pathlib import Path
 from labeling_app.errors import LabelingError
 from labeling_app.passwords import hash_password, verify_password
 
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")  # whole name: fullmatch (a `$` lets a final newline in)
 MIN_PASSWORD_LENGTH = 8
 
 
@@ -68,7 +68,7 @@ class Accounts:
             db.close()
 
     def add(self, name: str, password: str, admin: bool = False) -> None:
-        if not _NAME.match(name):
+        if not _NAME.fullmatch(name):
             raise LabelingError(
                 f"rater name {name!r} must be 1-64 letters, digits, '_', '.' or '-', starting with a letter or digit"
             )

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import os
-import tempfile
+import secrets
+import stat
 from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
@@ -61,28 +62,49 @@ def labels_table(stores: Sequence[LabelStore]) -> pa.Table:
 
 
 def write_labels(stores: Sequence[LabelStore], out: str | Path) -> int:
-    """Write labels.parquet atomically (a half-written file never replaces a good one); returns the row count."""
+    """Write labels.parquet atomically (a half-written file never replaces a good one), with the permissions
+    the user's umask gives a new file; returns the row count. Replaces only a regular file: never a link,
+    a device, a FIFO or a socket."""
     table = labels_table(stores)
     if table.num_rows == 0:
         names = ", ".join(str(s.run_dir) for s in stores)
         raise LabelingError(f"there are no ratings to export in {names}")
     out = Path(out)
+    _refuse_special(out)
     if out.is_dir():
         raise LabelingError(f"{out} is a folder; name the parquet file to write, e.g. {out / 'labels.parquet'}")
     blocking = next((folder for folder in out.parents if folder.exists() and not folder.is_dir()), None)
     if blocking is not None:
         raise LabelingError(f"cannot write {out}: {blocking} is a file, not a folder")
+    partial = out.with_name(f".{out.name}.{secrets.token_hex(8)}.partial")  # one per call
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
-        handle, partial = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".partial")  # one per call
+        # O_EXCL: never through a file or link already there; mode 0o666 less the umask, as any new file.
+        os.close(os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
     except OSError as exc:
         raise LabelingError(f"cannot write {out} ({exc.strerror or exc})") from None
-    os.close(handle)
     try:
         pq.write_table(table, partial)
+        _refuse_special(out)  # checked again just before the swap
         os.replace(partial, out)
     except OSError as exc:
         raise LabelingError(f"cannot write {out} ({exc.strerror or exc})") from None
     finally:
-        Path(partial).unlink(missing_ok=True)
+        partial.unlink(missing_ok=True)
     return table.num_rows
+
+
+def _refuse_special(out: Path) -> None:
+    """Refuse to replace anything at `out` but a regular file (the link itself is judged, not its target)."""
+    try:
+        mode = out.lstat().st_mode
+    except FileNotFoundError:
+        return
+    except OSError as exc:
+        raise LabelingError(f"cannot write {out} ({exc.strerror or exc})") from None
+    if stat.S_ISREG(mode) or stat.S_ISDIR(mode):  # a folder gets its own sentence
+        return
+    kind = {stat.S_ISLNK: "a symbolic link", stat.S_ISFIFO: "a FIFO", stat.S_ISSOCK: "a socket",
+            stat.S_ISCHR: "a device", stat.S_ISBLK: "a device"}
+    what = next((name for test, name in kind.items() if test(mode)), "not a regular file")
+    raise LabelingError(f"{out} is {what}, not a regular file; export replaces only a regular file, so name another --out")

@@ -12,21 +12,23 @@ class RatingClient:
         self.name = name
         self.timeout = timeout
         self.client = Client(url, auth=(name, password), verbose=False, download_files=False)
+        self.showing: str | None = None  # the sample on this client's screen, named in each click
+
 
     def start(self) -> dict:
         return self._call("/start")
 
     def thumbs_up(self) -> dict:
-        return self._call("/thumbs_up")
+        return self._call("/thumbs_up", self.showing or "")
 
     def thumbs_down(self, reasons: list[str] | None = None) -> dict:
-        return self._call("/thumbs_down", reasons or [])
+        return self._call("/thumbs_down", self.showing or "", reasons or [])
 
     def skip(self) -> dict:
-        return self._call("/skip")
+        return self._call("/skip", self.showing or "")
 
     def undo(self) -> dict:
-        return self._call("/undo")
+        return self._call("/undo", self.showing or "")
 
     def admin_export(self) -> str:
         return self.client.submit(api_name="/admin_export").result(timeout=self.timeout)
@@ -39,4 +41,6 @@ class RatingClient:
 
     def _call(self, api_name: str, *args) -> dict:
         outputs = self.client.submit(*args, api_name=api_name).result(timeout=self.timeout)
-        return outputs[-1]
+        receipt = outputs[-1]
+        self.showing = receipt["showing"]
+        return receipt

@@ -1,11 +1,14 @@
 """The rating rules of the app, without a web framework: what a rater's click does and what the screen shows then.
 
-A rater's session is a plain dict, {"rater", "current", "next"}: the sample on screen and the one
-after it, both leased to the rater (the browser preloads the next one), so a click commits one
-rating and swaps in an image that is already there. A rating is shown as saved only after
-`LabelStore.rate` has committed it. Every call returns a `Screen`: the new session, the HTML of
-the prompt, image, status and progress (prompts and messages escaped with html.escape), and a
-receipt telling API clients what happened and what is now shown.
+Each open page (a browser tab; Gradio's session hash names it) has a session kept here, a plain
+dict {"rater", "current", "next"}: the sample on screen and the one after it, both leased to the
+rater (the browser preloads the next one), so a click commits one rating and swaps in an image that
+is already there. Sessions live here, not in the page's Gradio state, so that calls of one rater
+are taken one at a time on the real session: a click names the sample it was made on (`shown`), and
+one that arrives after the screen moved on (sent twice, replayed) saves nothing. A rating is shown
+as saved only after `LabelStore.rate` has committed it. Every call returns a `Screen`: the new
+session, the HTML of the prompt, image, status and progress (prompts and messages escaped with
+html.escape), and a receipt telling API clients what happened and what is now shown.
 
 ui.py wires these calls to Gradio; the rules are tested directly in tests/test_labeling_rules.py.
 """
@@ -14,8 +17,11 @@ from __future__ import annotations
 
 import html
 import logging
+import threading
 import urllib.parse
-from collections.abc import Iterable
+from collections import defaultdict
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -48,61 +54,125 @@ def image_url(path: Path) -> str:
 
 class RatingDesk:
     """The rules of rating one run: leases and the preloaded next sample, saving, skipping, undoing,
-    session ownership, and images that go bad while the app runs."""
+    session ownership, clicks that arrive late, and images that go bad while the app runs."""
 
     def __init__(self, store: LabelStore):
         self.store = store
+        self._sessions: dict[str, dict] = {}  # page -> session; guarded by _lock
+        self._rater_turns: dict[str, threading.Lock] = defaultdict(threading.Lock)  # guarded by _lock
+        self._lock = threading.Lock()
 
     # -- the calls of a rater's page -------------------------------------------------------------
 
-    def start(self, rater: str) -> Screen:
-        """A fresh page: it takes over the rater's earlier leases and leases the first two samples."""
-        try:
-            self.store.release(rater)
-            session = self._advance(rater, self._own(None, rater))
-        except StoreUnwritable as exc:
-            raise RequestRefused(f"Cannot start rating: {exc}.") from None
-        return self._screen(rater, session, "", {"outcome": "started"})
+    def start(self, rater: str, page: str) -> Screen:
+        """A fresh page: it leases the first two samples, and gives back the rater's leases that none of
+        their other open pages shows (those of pages closed or reloaded)."""
+        with self._turn(rater):
+            self._own(page, rater)
+            kept = {s for other in self._sessions_of(rater, but=page) for s in (other["current"], other["next"]) if s}
+            try:
+                self.store.release(rater, keep=kept)
+                session = self._advance(rater, {"rater": rater, "current": None, "next": None})
+            except StoreUnwritable as exc:
+                raise RequestRefused(f"Cannot start rating: {exc}.") from None
+            return self._keep(page, self._screen(rater, session, "", {"outcome": "started"}))
 
-    def rate(self, rater: str, session: dict | None, label: int, reasons: Iterable[str] = ()) -> Screen:
-        """Thumbs up (1) or down (0, with optional reason tags) for the sample on screen, then the next one."""
-        session = self._own(session, rater)
-        try:
-            return self._rate_current(rater, session, label, list(reasons))
-        except StoreUnwritable as exc:
-            return self._not_saved(rater, session, exc)
+    def rate(self, rater: str, page: str, shown: str | None, label: int, reasons: Iterable[str] = ()) -> Screen:
+        """Thumbs up (1) or down (0, with optional reason tags) for the sample `shown`, then the next one."""
+        with self._turn(rater):
+            session = self._own(page, rater)
+            if (late := self._late(rater, session, shown)) is not None:
+                return late
+            try:
+                screen = self._rate_current(rater, session, label, list(reasons))
+            except StoreUnwritable as exc:
+                screen = self._not_saved(rater, session, exc)
+            return self._keep(page, screen)
 
-    def skip(self, rater: str, session: dict | None) -> Screen:
-        """The rater will not see the sample on screen again; the next one comes up."""
-        session = self._own(session, rater)
-        try:
-            if session["current"]:
-                self.store.skip(rater, session["current"])
-                return self._screen(rater, self._advance(rater, session), "Skipped.", {"outcome": "skipped"})
-            return self._screen(rater, self._advance(rater, session), "", {"outcome": "nothing to rate"})
-        except StoreUnwritable as exc:
-            return self._not_saved(rater, session, exc)
+    def skip(self, rater: str, page: str, shown: str | None) -> Screen:
+        """The rater will not see the sample `shown` again; the next one comes up."""
+        with self._turn(rater):
+            session = self._own(page, rater)
+            if (late := self._late(rater, session, shown)) is not None:
+                return late
+            try:
+                if session["current"]:
+                    self.store.skip(rater, session["current"])
+                    screen = self._screen(rater, self._advance(rater, session), "Skipped.", {"outcome": "skipped"})
+                else:
+                    screen = self._screen(rater, self._advance(rater, session), "", {"outcome": "nothing to rate"})
+            except StoreUnwritable as exc:
+                screen = self._not_saved(rater, session, exc)
+            return self._keep(page, screen)
 
-    def undo(self, rater: str, session: dict | None) -> Screen:
-        """Retract the rater's latest rating: its sample comes back on screen, the one showing becomes the
-        preloaded next, and the sample preloaded until now goes back to the pool."""
-        session = self._own(session, rater)
-        try:
-            return self._undo_last(rater, session)
-        except StoreUnwritable as exc:
-            return self._not_saved(rater, session, exc)
+    def undo(self, rater: str, page: str, shown: str | None) -> Screen:
+        """Retract the rater's latest rating: its sample comes back on screen, the one showing (`shown`)
+        becomes the preloaded next, and the sample preloaded until now goes back to the pool."""
+        with self._turn(rater):
+            session = self._own(page, rater)
+            if (late := self._late(rater, session, shown)) is not None:
+                return late
+            try:
+                screen = self._undo_last(rater, session)
+            except StoreUnwritable as exc:
+                screen = self._not_saved(rater, session, exc)
+            return self._keep(page, screen)
+
+    def end_page(self, page: str) -> None:
+        """Forget a page (the server ended it): its leases go back to the pool; a later click on it is not saved."""
+        with self._lock:
+            session = self._sessions.get(page)
+        if session is None:
+            return
+        with self._turn(session["rater"]):
+            self._sessions.pop(page, None)
+            try:
+                self.store.release(session["rater"], [session["current"], session["next"]])
+            except StoreUnwritable:
+                pass  # the leases expire by themselves
 
     # -- the rules ---------------------------------------------------------------------------------
 
-    def _own(self, session: dict | None, rater: str) -> dict:
-        """The rater's session (an empty one before their first call). Gradio keys state by a session
-        hash the client chooses: a rater who learns another's hash is refused, and the state is kept."""
-        if session is None:
-            return {"rater": rater, "current": None, "next": None}
-        if session.get("rater") != rater:
-            log.warning("%s sent a request in %s's session; refused", rater, session.get("rater"))
+    @contextmanager
+    def _turn(self, rater: str) -> Iterator[None]:
+        """One call of a rater at a time, across all their pages: each sees the sessions and leases the
+        previous one left."""
+        with self._lock:
+            turn = self._rater_turns[rater]
+        with turn:
+            yield
+
+    def _own(self, page: str, rater: str) -> dict | None:
+        """The page's session, or None before its start (or after the server ended it). Gradio names a
+        page by a hash the client chooses: a rater who sends another rater's is refused, and the state is
+        kept."""
+        with self._lock:
+            session = self._sessions.get(page)
+        if session is not None and session["rater"] != rater:
+            log.warning("%s sent a request in %s's session; refused", rater, session["rater"])
             raise RequestRefused("This session belongs to another rater; reload the page to start your own.")
         return session
+
+    def _sessions_of(self, rater: str, but: str) -> list[dict]:
+        with self._lock:
+            return [s for page, s in self._sessions.items() if s["rater"] == rater and page != but]
+
+    def _keep(self, page: str, screen: Screen) -> Screen:
+        with self._lock:
+            self._sessions[page] = screen.session
+        return screen
+
+    def _late(self, rater: str, session: dict | None, shown: str | None) -> Screen | None:
+        """The screen of a click that cannot count: its page has no session, or the sample it was made on
+        is no longer the one on screen (a click sent twice, or replayed). None when the click counts."""
+        if session is None:
+            empty = {"rater": rater, "current": None, "next": None}
+            why = "the session of this page has ended (the server restarted, or you opened many more pages); reload the page"
+            return self._screen(rater, empty, refused(why), {"outcome": "not saved", "sample_id": shown or None})
+        if (shown or None) != session["current"]:
+            why = "the image on screen changed before this click arrived, so it was not counted; rate the image now shown"
+            return self._screen(rater, session, refused(why), {"outcome": "late", "sample_id": shown or None})
+        return None
 
     def _image_gone(self, sample_id: str) -> str | None:
         """Why the sample's image can no longer be shown (it can go bad while the app runs, even after the

@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import logging
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
 from labeling_app.errors import LabelingError
 
 log = logging.getLogger(__name__)
+
+# Far above any image a run holds (Stable Diffusion v1.5 writes 512 x 512); a header claiming more is refused
+# before its pixels are decoded.
+MAX_IMAGE_PIXELS = 4096 * 4096
 
 SAMPLE_COLUMNS = ("id", "prompt", "category", "split", "seed", "model", "guidance", "steps", "image_path")
 
@@ -64,8 +69,9 @@ def read_samples(run_dir: Path) -> list[Sample]:
 
 
 def image_problem(run_dir: Path, sample: Sample) -> str | None:
-    """Why this sample's image cannot be shown, or None when it is a readable image inside the run dir."""
-    from PIL import Image, UnidentifiedImageError
+    """Why this sample's image cannot be shown, or None when it is an image inside the run dir that decodes
+    whole, at a size the app shows."""
+    from PIL import Image
 
     path = (run_dir / sample.image_path).resolve()
     if not path.is_relative_to(run_dir):
@@ -73,8 +79,17 @@ def image_problem(run_dir: Path, sample: Sample) -> str | None:
     if not path.is_file():
         return f"image file {sample.image_path} is missing"
     try:
-        with Image.open(path) as image:
-            image.verify()
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as image:
+                width, height = image.size
+                if width * height > MAX_IMAGE_PIXELS:
+                    return (f"image file {sample.image_path} claims too many pixels ({width}×{height};"
+                            f" the app shows at most {MAX_IMAGE_PIXELS})")
+                image.load()
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        return f"image file {sample.image_path} claims too many pixels ({exc})"
+    # Any failure to decode, whatever a decoder raises on a hostile file: the sample is left out, the app goes on.
+    except Exception as exc:
         return f"image file {sample.image_path} is not a readable image ({exc.__class__.__name__})"
     return None

@@ -15,6 +15,7 @@ from labeling_app.accounts import Accounts
 from labeling_app.errors import LabelingError
 from labeling_app.http_guard import CLIENT_ADDRESS, HttpGuard
 from labeling_app.login_limits import LoginLimits
+from labeling_app.page_owners import PageOwners
 from labeling_app.sessions import LiveSessions
 from labeling_app.store import LabelStore
 
@@ -40,13 +41,16 @@ def check_port(host: str, port: int) -> None:
 
 
 def serve(store: LabelStore, accounts: Accounts, host: str, port: int, quiet: bool = False,
-          idle_minutes: float = DEFAULT_IDLE_MINUTES, limits: LoginLimits | None = None) -> None:
-    """Block serving the app until interrupted."""
+          idle_minutes: float = DEFAULT_IDLE_MINUTES, limits: LoginLimits | None = None,
+          trusted_proxies: tuple[str, ...] = ()) -> None:
+    """Block serving the app until interrupted. Only requests from `trusted_proxies` (addresses or networks)
+    may name their client in X-Forwarded-For; uvicorn's own default would trust any local process."""
     if not accounts.list():
         raise LabelingError(
             f"there are no rater accounts in {accounts.path}; add one with `t2i-align raters add NAME --admin`"
         )
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # no phoning home from a rating server
+    os.environ["FORWARDED_ALLOW_IPS"] = ",".join(trusted_proxies)  # read by uvicorn; empty trusts nobody
     # Exports, and the copies Gradio serves of them, live in one folder only this user can read,
     # removed when the server stops.
     private = Path(tempfile.mkdtemp(prefix="t2i-align-label-"))
@@ -68,24 +72,34 @@ def _launch(store: LabelStore, accounts: Accounts, host: str, port: int, quiet: 
     from fastapi import HTTPException
     from starlette.middleware import Middleware
 
+    from labeling_app.rating_desk import RatingDesk
     from labeling_app.ui import CSS, KEYBOARD_JS, build_app
 
     accounts.verify("", "")  # builds the unknown-account hash now, not during the first login
 
     async def login(name: str, password: str) -> bool:
         address = CLIENT_ADDRESS.get()
-        refusal = limits.attempt(name, address)
-        if refusal:
-            raise HTTPException(status_code=429, detail=refusal)
-        # scrypt is slow on purpose; keep it off the event loop that serves everyone else.
-        if await asyncio.to_thread(accounts.verify, name, password):
-            limits.succeeded(name, address)
-            return True
+        async with limits.turn(name, address):
+            refusal = limits.refusal(name, address)
+            if refusal:
+                raise HTTPException(status_code=429, detail=refusal)
+            # scrypt is slow on purpose; keep it off the event loop that serves everyone else.
+            if await asyncio.to_thread(accounts.verify, name, password):
+                return True
+            limits.failed(name, address)
         log.warning("failed login for %r from %s", name, address)
         return False
 
-    app = build_app(store, accounts, private / "exports")
+    desk = RatingDesk(store)
+    app = build_app(store, accounts, private / "exports", desk)
     app.queue(default_concurrency_limit=HANDLER_CONCURRENCY)
+
+    def end_page(page: str) -> None:
+        desk.end_page(page)
+        app.app.state_holder.delete_state(page)
+
+    guard = {"private": private, "is_admin": accounts.is_admin, "images": image_files(store),
+             "pages": PageOwners(on_end=end_page)}
     app.launch(
         server_name=host,
         server_port=port,
@@ -103,7 +117,7 @@ def _launch(store: LabelStore, accounts: Accounts, host: str, port: int, quiet: 
         css=CSS,
         head=KEYBOARD_JS,
         prevent_thread_lock=True,
-        app_kwargs={"middleware": [Middleware(HttpGuard, private=private, is_admin=accounts.is_admin)]},
+        app_kwargs={"middleware": [Middleware(HttpGuard, **guard)]},
     )
     # Gradio's token table, replaced right after start: a login in that instant just has to log in again.
     app.app.tokens = LiveSessions(accounts, idle_minutes * 60)
@@ -111,7 +125,14 @@ def _launch(store: LabelStore, accounts: Accounts, host: str, port: int, quiet: 
 
 
 def image_folders(store: LabelStore) -> list[str]:
-    """The folders holding this run's images (normally just RUN_DIR/images): the only files served from disk."""
+    """The folders holding this run's images (normally just RUN_DIR/images), which Gradio is told it may
+    serve from; HttpGuard narrows that to `image_files`."""
     run_dir = store.run_dir.resolve()
-    folders = {(run_dir / store.sample(sample_id).image_path).resolve().parent for sample_id in store.sample_ids()}
-    return sorted(str(folder) for folder in folders if folder.is_relative_to(run_dir))
+    return sorted({str(path.parent) for path in image_files(store) if path.parent.is_relative_to(run_dir)})
+
+
+def image_files(store: LabelStore) -> frozenset[Path]:
+    """The image files named in samples.parquet that can be shown: the only files of the run ever served
+    (never samples.parquet, config.yaml or anything else beside the images)."""
+    run_dir = store.run_dir.resolve()
+    return frozenset((run_dir / store.sample(sample_id).image_path).resolve() for sample_id in store.sample_ids())

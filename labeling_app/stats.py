@@ -54,7 +54,17 @@ def _by(ratings: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
 
 def _table(title: str, frame: pd.DataFrame) -> str:
     frame = frame.reset_index()
-    header = "| " + " | ".join(str(c) for c in frame.columns) + " |"
+    header = "| " + " | ".join(_cell(c) for c in frame.columns) + " |"
     rule = "| " + " | ".join("---" for _ in frame.columns) + " |"
-    body = ["| " + " | ".join(str(v) for v in row) + " |" for row in frame.itertuples(index=False)]
+    body = ["| " + " | ".join(_cell(v) for v in row) + " |" for row in frame.itertuples(index=False)]
     return f"### {title}\n\n" + "\n".join([header, rule, *body])
+
+
+# Characters that end a table cell or start Markdown or HTML markup.
+_MARKUP = set("\\|`*_[]<>#~&!")
+
+
+def _cell(value: object) -> str:
+    """A table cell that shows its text literally, whatever it holds (categories and names come from the run
+    dir): one line, markup characters escaped, so a `|` cannot split the row and spoof its figures."""
+    return "".join("\\" + c if c in _MARKUP else c for c in " ".join(str(value).split()))

@@ -31,6 +31,7 @@ SCHEMA_VERSION = 1
 # Order is the keyboard order in the app (keys 1, 2, ...); a new tag goes at the end of its kind.
 REASONS = ("wrong count", "wrong shape", "wrong colour", "wrong background", "malformed")
 RATER_KINDS = ("human", "simulated")
+STORE_TABLES = ("meta", "samples", "ratings", "skips", "leases")
 DEFAULT_LEASE_SECONDS = 300.0
 DEFAULT_MAX_LEASES = 4  # per rater: the sample on screen and the preloaded one, in two tabs
 
@@ -161,16 +162,16 @@ class LabelStore:
             db = sqlite3.connect(self._read_only_uri(), uri=True)
             try:
                 version = db.execute("PRAGMA user_version").fetchone()[0]
-                tables = db.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()[0]
+                tables = {name for (name,) in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
                 damage = db.execute("PRAGMA quick_check(1)").fetchone()[0]
             finally:
                 db.close()
         except sqlite3.OperationalError as exc:  # unreadable, not corrupt: say why, and do not invite deleting it
-            raise LabelingError(f"cannot read {self.path}: {exc}") from None
+            raise LabelingError(self._unreadable(exc)) from None
         except sqlite3.DatabaseError:
             raise LabelingError(f"{self.path} is not an SQLite database; it was left untouched:"
                                 " restore it from a backup, or move it aside to start a new one") from None
-        if tables == 0:
+        if not tables:
             # A labels.db copied without its -wal file looks like this: its tables were still in the WAL.
             raise LabelingError(f"{self.path} holds no tables (copied without its {self.path.name}-wal file?);"
                                 " it was left untouched: copy the -wal file beside it, or move it aside to start anew")
@@ -183,6 +184,20 @@ class LabelStore:
                 f"{self.path} has schema version {version} but this t2i-align reads version {SCHEMA_VERSION};"
                 " it was left untouched"
             )
+        missing = [name for name in STORE_TABLES if name not in tables]
+        if missing:
+            raise LabelingError(f"{self.path} lacks the table(s) {', '.join(missing)}, so it is not a labels database"
+                                " t2i-align wrote, or it was cut short; it was left untouched: restore it from a backup,"
+                                " or move it aside to start a new one")
+
+    def _unreadable(self, exc: sqlite3.OperationalError) -> str:
+        wal = self.path.with_name(self.path.name + "-wal")
+        if wal.exists() and not os.access(self.run_dir, os.W_OK):
+            return (f"cannot read {self.path}: its {wal.name} file holds ratings not yet folded into it, and SQLite can"
+                    f" only read them by writing a {self.path.name}-shm file beside it, but the folder {self.run_dir}"
+                    " is read-only; make the folder writable, or copy labels.db together with its -wal file to a"
+                    " writable folder and read the copy")
+        return f"cannot read {self.path}: {exc}"
 
     def _check_wal(self) -> None:
         """Warn about a -wal file SQLite would ignore (and later overwrite); when opening for writing, keep a copy."""
@@ -335,20 +350,26 @@ class LabelStore:
             row = db.execute(_ASSIGN, {"rater": rater, "overlap": self.overlap}).fetchone()
             if row is None:
                 return None
-            db.execute(
-                "DELETE FROM leases WHERE rater = :rater AND sample_id IN (SELECT sample_id FROM leases"
-                " WHERE rater = :rater ORDER BY expires_at DESC LIMIT -1 OFFSET :keep)",
-                {"rater": rater, "keep": self.max_leases - 1},
-            )
+            self._keep_newest_leases(db, rater, self.max_leases - 1)
             db.execute("INSERT INTO leases VALUES (?, ?, ?)", (row[0], rater, now + self.lease_seconds))
             return row[0]
 
-    def release(self, rater: str, sample_ids: Iterable[str | None] | None = None) -> None:
-        """Give leased samples back to the pool: the named ones (None entries are no sample), or
-        all of the rater's leases when `sample_ids` is None."""
+    def _keep_newest_leases(self, db: sqlite3.Connection, rater: str, keep: int) -> None:
+        """Release the rater's oldest leases beyond `keep`: whatever path leases, the cap holds."""
+        db.execute(
+            "DELETE FROM leases WHERE rater = :rater AND sample_id IN (SELECT sample_id FROM leases"
+            " WHERE rater = :rater ORDER BY expires_at DESC LIMIT -1 OFFSET :keep)",
+            {"rater": rater, "keep": keep},
+        )
+
+    def release(self, rater: str, sample_ids: Iterable[str | None] | None = None, keep: Iterable[str] = ()) -> None:
+        """Give leased samples back to the pool: the named ones (None entries are no sample), or, when
+        `sample_ids` is None, all of the rater's leases but those in `keep`."""
         with self._write() as db:
             if sample_ids is None:
-                db.execute("DELETE FROM leases WHERE rater = ?", (rater,))
+                kept = sorted(set(keep))
+                db.execute(f"DELETE FROM leases WHERE rater = ? AND sample_id NOT IN ({', '.join('?' * len(kept))})",
+                           (rater, *kept))
                 return
             ids = [i for i in sample_ids if i is not None]
             for sample_id in ids:
@@ -423,6 +444,7 @@ class LabelStore:
             db.execute(
                 "INSERT OR REPLACE INTO leases VALUES (?, ?, ?)", (sample_id, rater, self.clock() + self.lease_seconds)
             )
+            self._keep_newest_leases(db, rater, self.max_leases)
         return Rating(rating_id, sample_id, rater, label, tuple(json.loads(reasons)), created)
 
     # -- reading -----------------------------------------------------------------------------

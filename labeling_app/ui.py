@@ -63,34 +63,38 @@ document.addEventListener("keydown", (event) => {
 UNLISTED = "undocumented"
 
 
-def build_app(store: LabelStore, accounts: Accounts, export_dir: Path) -> gr.Blocks:
-    """The components and their events; what a click does is RatingDesk's (rating_desk.py)."""
-    desk = RatingDesk(store)
+def build_app(store: LabelStore, accounts: Accounts, export_dir: Path, desk: RatingDesk) -> gr.Blocks:
+    """The components and their events; what a click does is the desk's (rating_desk.py). Each page is
+    named by Gradio's session hash, and each click sends the id of the sample it was made on."""
 
     def shown(screen: Screen) -> tuple:
         """All outputs of a rating event, in the order of `outputs` below; the reasons ticked are cleared."""
-        return screen.session, screen.prompt, screen.image, [], screen.status, screen.progress, screen.receipt
+        on_screen = screen.session["current"] or ""
+        return on_screen, screen.prompt, screen.image, [], screen.status, screen.progress, screen.receipt
 
     def call(method, request: gr.Request, *args) -> tuple:
         try:
-            return shown(method(request.username, *args))
+            return shown(method(request.username, request.session_hash, *args))
         except RequestRefused as exc:
             raise gr.Error(str(exc)) from None
 
     def start(request: gr.Request):
         return (*call(desk.start, request), gr.update(visible=accounts.is_admin(request.username)))
 
-    def thumbs_up(session, request: gr.Request):
-        return call(desk.rate, request, session, 1, [])
+    def thumbs_up(sample_id, request: gr.Request):
+        return call(desk.rate, request, sample_id, 1, [])
 
-    def thumbs_down(session, reasons, request: gr.Request):
-        return call(desk.rate, request, session, 0, reasons or [])
+    def thumbs_down(sample_id, reasons, request: gr.Request):
+        return call(desk.rate, request, sample_id, 0, reasons or [])
 
-    def skip(session, request: gr.Request):
-        return call(desk.skip, request, session)
+    def skip(sample_id, request: gr.Request):
+        return call(desk.skip, request, sample_id)
 
-    def undo(session, request: gr.Request):
-        return call(desk.undo, request, session)
+    def undo(sample_id, request: gr.Request):
+        return call(desk.undo, request, sample_id)
+
+    def page_closed(request: gr.Request) -> None:
+        desk.end_page(request.session_hash)
 
     def require_admin(request: gr.Request) -> None:
         if not accounts.is_admin(request.username):
@@ -109,7 +113,8 @@ def build_app(store: LabelStore, accounts: Accounts, export_dir: Path) -> gr.Blo
         return str(out)
 
     with gr.Blocks(title="t2i-align · rate images", analytics_enabled=False) as app:
-        session = gr.State(None)
+        # The id of the sample on screen, sent with every click (a click that arrives late saves nothing).
+        on_screen = gr.Textbox(visible=False, elem_id="on-screen")
         with gr.Tab("Rate"):
             gr.Markdown(INSTRUCTIONS)
             prompt = gr.HTML(elem_id="prompt", js_on_load=None)
@@ -130,12 +135,13 @@ def build_app(store: LabelStore, accounts: Accounts, export_dir: Path) -> gr.Blo
             export_button = gr.Button("Export labels.parquet")
             export_file = gr.File(label="labels.parquet")
 
-        outputs = [session, prompt, image, reasons, status, progress, receipt]
+        outputs = [on_screen, prompt, image, reasons, status, progress, receipt]
         app.load(start, None, [*outputs, admin_tab], api_name="start", api_visibility=UNLISTED)
-        up.click(thumbs_up, [session], outputs, api_name="thumbs_up", api_visibility=UNLISTED)
-        down.click(thumbs_down, [session, reasons], outputs, api_name="thumbs_down", api_visibility=UNLISTED)
-        skip_button.click(skip, [session], outputs, api_name="skip", api_visibility=UNLISTED)
-        undo_button.click(undo, [session], outputs, api_name="undo", api_visibility=UNLISTED)
+        up.click(thumbs_up, [on_screen], outputs, api_name="thumbs_up", api_visibility=UNLISTED)
+        down.click(thumbs_down, [on_screen, reasons], outputs, api_name="thumbs_down", api_visibility=UNLISTED)
+        skip_button.click(skip, [on_screen], outputs, api_name="skip", api_visibility=UNLISTED)
+        undo_button.click(undo, [on_screen], outputs, api_name="undo", api_visibility=UNLISTED)
         refresh.click(admin_summary, None, summary, api_name="admin_summary", api_visibility=UNLISTED)
         export_button.click(admin_export, None, export_file, api_name="admin_export", api_visibility=UNLISTED)
+        app.unload(page_closed)  # its samples go back to the pool at once, not when their leases expire
     return app

@@ -108,8 +108,9 @@ def labeling_limits_server(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def labeling_idle_server(tmp_path_factory):
-    """Sessions end after 3 s without a request; 50 failed logins per account and per address."""
-    limits = ("--failed-logins-per-account", "50", "--failed-logins-per-address", "50")
+    """Sessions end after 3 s without a request; 50 failed logins per account and per address; 127.0.0.9 is
+    a trusted proxy (its X-Forwarded-For names the client)."""
+    limits = ("--failed-logins-per-account", "50", "--failed-logins-per-address", "50", "--trusted-proxy", "127.0.0.9")
     with shared(tmp_path_factory.mktemp("idle"), 4, idle_minutes=0.05, extra_args=limits) as server:
         yield server
 
@@ -175,23 +176,57 @@ def test_a_rater_cannot_hoard_the_run_with_fresh_sessions(labeling_shared_server
     alice.close()
 
 
-def test_a_rater_who_learns_another_s_session_hash_cannot_rate_on_their_screen(labeling_shared_server):
-    """The attack: alice sends her requests with bob's session hash. They used to rate bob's leased
-    sample under alice's name; now they are refused and bob's session is left as it was."""
-    server = labeling_shared_server.fresh("bob", "alice")
+def test_a_rater_who_learns_another_s_session_hash_can_neither_act_nor_listen_in_it(labeling_shared_server):
+    """The attacks: alice sends her events with bob's session hash (they used to rate bob's leased
+    sample under her name, and `start` overwrote bob's session), and reads an admin's event stream by
+    its hash (it carried the path of the admin's export). Every request naming a page's hash, in its
+    path, query or body, is refused to anyone but the user who opened the page."""
+    server = labeling_shared_server.fresh("bob", "alice", ADMIN)
     bob, alice = RatingClient(server.url, "bob", RATER_PASSWORD), RatingClient(server.url, "alice", RATER_PASSWORD)
     assert bob.start()["showing"] == "000000"
     alice.client.session_hash = bob.client.session_hash
-    for attack in (alice.thumbs_up, alice.skip, alice.undo):
-        with pytest.raises(AppError, match="belongs to another rater"):
+    for attack in (alice.start, alice.thumbs_up, alice.skip, alice.undo):
+        with pytest.raises(httpx.HTTPStatusError, match="403 Forbidden"):
             attack()
     with sqlite3.connect(server.run / "labels.db") as db:
         assert db.execute("SELECT COUNT(*) FROM ratings").fetchone() == (0,)
         assert db.execute("SELECT COUNT(*) FROM skips").fetchone() == (0,)
     saved = bob.thumbs_up()
     assert (saved["outcome"], saved["sample_id"]) == ("saved", "000000")
+
+    admin = RatingClient(server.url, ADMIN, ADMIN_PASSWORD)
+    admin.admin_export()
+    page = admin.client.session_hash
+    with httpx.Client(base_url=server.url) as eve:
+        assert eve.post("/login", data={"username": "alice", "password": RATER_PASSWORD}).status_code == 200
+        for refused in (eve.get(f"/gradio_api/queue/data?session_hash={page}"), eve.get(f"/gradio_api/heartbeat/{page}"),
+                        eve.post("/gradio_api/queue/join", json={"data": [], "fn_index": 0, "session_hash": page})):
+            assert refused.status_code == 403 and "belongs to another user" in refused.text
+    for client in (bob, alice, admin):
+        client.close()
+
+
+def test_a_flood_of_fresh_pages_ends_only_the_flooder_s_own(labeling_shared_server):
+    """The attack: a rater sends thousands of events from fresh session hashes. Each made a Gradio page
+    state, and Gradio keeps 10,000 (least recently used first): another rater's state was evicted and
+    their next thumbs up came back "nothing to rate", unsaved and unexplained. Now a rater keeps at
+    most 16 pages; beyond that their own oldest ends, and a click on an ended page says why it was not
+    saved."""
+    server = labeling_shared_server.fresh("bob", "mallory")
+    bob, mallory = RatingClient(server.url, "bob", RATER_PASSWORD), RatingClient(server.url, "mallory", RATER_PASSWORD)
+    assert bob.start()["showing"] == "000000"
+    first_page = mallory.client.session_hash
+    assert mallory.start()["showing"]
+    for i in range(20):
+        mallory.client.session_hash = f"flood-{i}"
+        mallory.skip()  # refused or not, every event names a page
+    saved = bob.thumbs_up()
+    assert (saved["outcome"], saved["sample_id"]) == ("saved", "000000")
+    mallory.client.session_hash = first_page  # ended among mallory's own
+    gone = mallory.thumbs_up()
+    assert gone["outcome"] == "not saved"
     bob.close()
-    alice.close()
+    mallory.close()
 
 
 def test_sessions_end_when_the_account_is_removed_demoted_or_its_password_changes(labeling_shared_server):
@@ -263,6 +298,36 @@ def test_parallel_guesses_cannot_slip_under_the_limit(labeling_limits_server):
     assert codes.count(400) <= 3 and codes.count(429) == 12 - codes.count(400), codes
 
 
+def test_a_forwarded_address_counts_only_from_a_trusted_proxy(labeling_idle_server):
+    """The attack: fail logins from 127.0.0.1 with a new X-Forwarded-For header each time. uvicorn trusted
+    that header from 127.0.0.1 by default, so each failure counted for a made-up address and 60 of them
+    were never limited. Now no proxy is trusted unless named with --trusted-proxy (this server names
+    127.0.0.9), and only from a named one is the forwarded address taken as the client's."""
+    server = labeling_idle_server.fresh("kim")
+    with httpx.Client(base_url=server.url) as client:  # from 127.0.0.1
+        for i in range(3):
+            answer = client.post("/login", data={"username": "kim", "password": "guess-guess"},
+                                 headers={"X-Forwarded-For": f"203.0.113.{i}"})
+            assert answer.status_code == 400
+    with httpx.Client(base_url=server.url, transport=httpx.HTTPTransport(local_address="127.0.0.9")) as proxy:
+        answer = proxy.post("/login", data={"username": "kim", "password": "guess-guess"},
+                            headers={"X-Forwarded-For": "203.0.113.50"})
+    assert answer.status_code == 400
+    log = labeling_idle_server.log_text()
+    assert log.count("failed login for 'kim' from 127.0.0.1") == 3 and "from 203.0.113.0" not in log
+    assert "failed login for 'kim' from 203.0.113.50" in log
+
+
+def test_right_passwords_sent_in_parallel_all_log_in(labeling_limits_server):
+    """Each attempt used to count as a failure while its password was checked: 10 parallel logins with
+    the right password got 2 refusals (429). Now only wrong passwords count; attempts wait their turn."""
+    server = labeling_limits_server.fresh("jay")  # 3 failures per account
+    with ThreadPoolExecutor(10) as pool:
+        codes = list(pool.map(lambda _: log_in("jay", RATER_PASSWORD, address="127.0.0.7", url=server.url).status_code,
+                              range(10)))
+    assert codes == [200] * 10, codes
+
+
 def test_a_failed_login_takes_as_long_for_an_unknown_name_as_for_a_known_one(labeling_idle_server):
     """The attack: tell which accounts exist by how fast a wrong password is answered. Without the
     dummy check an unknown name came back about 18 times faster (no scrypt); the bound of
@@ -293,6 +358,11 @@ def test_uploads_are_refused_and_exports_go_to_admins_only(labeling_shared_serve
             refused = bob.post(path, files={"files": ("big.bin", b"x" * 100_000)})
             assert refused.status_code == 403 and "accepts no uploads" in refused.text
         assert bob.get(exported["url"]).status_code == 403  # a rater who learns the export's URL
+        alias = exported["url"].replace("/file=", "/file/")  # Gradio's deprecated spelling of the same route
+        assert alias != exported["url"] and bob.get(alias).status_code == 403
+        for path in ("samples.parquet", "config.yaml", "labels.db", "images/../samples.parquet"):
+            for route in ("/gradio_api/file=", "/gradio_api/file/", "//gradio_api//file="):
+                assert bob.get(f"{route}{server.run / path}").status_code in (403, 404), (route, path)
     with httpx.Client(base_url=server.url) as ada:
         assert ada.post("/login", data={"username": ADMIN, "password": ADMIN_PASSWORD}).status_code == 200
         assert ada.get(exported["url"]).status_code == 200

@@ -89,6 +89,7 @@ def test_bad_account_requests_end_in_one_sentence_and_exit_2(tmp_path, monkeypat
         (("add", "ann", "--password-stdin"), "long enough 2\n", "already exists"),
         (("add", "cid", "--password-stdin"), "short\n", "at least 8"),
         (("add", "../evil", "--password-stdin"), "long enough\n", "must be 1-64"),
+        (("add", "ada\n", "--password-stdin"), "long enough\n", "must be 1-64"),  # `$` let a final newline in
         (("remove", "nobody"), "", "no rater named nobody"),
         (("set-admin", "nobody"), "", "no rater named nobody"),
         (("add", "dee"), "", "--password-stdin"),  # no terminal to prompt on

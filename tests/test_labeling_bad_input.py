@@ -7,6 +7,7 @@ import logging
 import os
 import socket
 import sqlite3
+from contextlib import closing
 from pathlib import Path
 
 import pandas as pd
@@ -139,6 +140,38 @@ def test_a_labels_db_copied_without_its_wal_is_refused_not_replaced(tmp_path, ca
     assert code == 2
     assert_one_sentence(err, "holds no tables", "-wal")
     assert (copy / "labels.db").read_bytes() == before
+
+
+def test_a_labels_db_holding_only_its_meta_table_is_refused_not_changed(tmp_path, capsys, labeling_accounts):
+    """It used to be diagnosed as another schema version, was then changed by `label`, and made `export`
+    print a traceback."""
+    run = make_run_dir(tmp_path, 2)
+    with closing(sqlite3.connect(run / "labels.db")) as db, db:
+        db.execute("CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
+        db.execute("PRAGMA user_version = 1")
+    before = hashlib.sha256((run / "labels.db").read_bytes()).hexdigest()
+    for argv in (["label", str(run), "--accounts", str(labeling_accounts)], ["export", str(run), "--out", str(tmp_path / "l.parquet")],
+                 ["simulate-raters", str(run)]):
+        code, err = run_cli(capsys, *argv)
+        assert code == 2, argv
+        assert_one_sentence(err, "lacks the table(s) samples, ratings, skips, leases", "untouched")
+    assert hashlib.sha256((run / "labels.db").read_bytes()).hexdigest() == before
+
+
+def test_a_read_only_run_holding_a_wal_says_why_it_cannot_be_exported(tmp_path, capsys):
+    """SQLite reads a -wal only by writing a -shm file beside it: in a read-only folder it cannot, and the
+    sentence used to say neither why nor what to do."""
+    run = make_run_dir(tmp_path, 2)
+    store = open_run_store(run)
+    store.rate("bob", store.next_sample("bob"), 1)  # left open: the rating is in labels.db-wal
+    copy = make_run_dir(tmp_path, 2, name="copy")
+    for name in ("labels.db", "labels.db-wal"):
+        (copy / name).write_bytes((run / name).read_bytes())
+    with read_only(copy):
+        code, err = run_cli(capsys, "export", str(copy), "--out", str(tmp_path / "l.parquet"))
+    assert code == 2
+    assert_one_sentence(err, "-shm", "read-only", "copy labels.db together with its -wal file")
+    store.close()
 
 
 def rated_run(tmp_path: Path) -> Path:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import stat
+
 import datasets
 import pandas as pd
 import pyarrow.parquet as pq
@@ -59,3 +62,38 @@ def test_overwrite_replaces_an_earlier_export(tmp_path):
     assert main(["export", str(store.run_dir), "--out", str(out), "--overwrite"]) == 0
     assert len(pd.read_parquet(out)) == 2
     assert sorted(p.name for p in tmp_path.iterdir()) == ["labels.parquet", "run"]  # no partial file left behind
+
+
+def test_overwrite_replaces_only_a_regular_file_and_the_result_gets_the_umask(tmp_path, capsys):
+    """The attack: `export --out X --overwrite` where X is a link, a FIFO or a device node. Each used to be
+    replaced by a 0600 parquet file (as root, --out /dev/full --overwrite replaced the machine's
+    /dev/full). Now each is refused in one sentence, exit 2, and left as it was."""
+    store = open_run_store(make_run_dir(tmp_path, 2))
+    store.rate("ann", "000000", 1)
+    target = tmp_path / "precious.txt"
+    target.write_text("keep me")
+    link, dangling, fifo, device = (tmp_path / name for name in ("link", "dangling", "fifo", "full"))
+    link.symlink_to(target)
+    dangling.symlink_to(tmp_path / "nowhere")
+    os.mkfifo(fifo)
+    specials = {link: "a symbolic link", dangling: "a symbolic link", fifo: "a FIFO"}
+    if os.geteuid() == 0:  # making a device node takes root; CI runs as root
+        os.mknod(device, 0o600 | stat.S_IFCHR, os.makedev(1, 7))  # /dev/full's numbers
+        specials[device] = "a device"
+    capsys.readouterr()
+    for out, kind in specials.items():
+        before = out.lstat()
+        assert main(["export", str(store.run_dir), "--out", str(out), "--overwrite"]) == 2
+        err = capsys.readouterr().err.strip()
+        assert f"is {kind}, not a regular file" in err and "\n" not in err, err
+        after = out.lstat()
+        assert (after.st_mode, after.st_ino) == (before.st_mode, before.st_ino)
+    assert target.read_text() == "keep me"
+    assert main(["export", str(store.run_dir), "--out", str(dangling)]) == 2  # without --overwrite: there already
+
+    old = os.umask(0o022)
+    try:
+        assert main(["export", str(store.run_dir), "--out", str(tmp_path / "shared.parquet")]) == 0
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE((tmp_path / "shared.parquet").stat().st_mode) == 0o644

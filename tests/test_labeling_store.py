@@ -119,3 +119,15 @@ def test_ratings_survive_reopening_and_the_overlap_is_remembered(tmp_path):
     assert reopened.overlap == 3
     assert [r["sample_id"] for r in reopened.live_ratings()] == ["000000"]
     assert reopened._db().execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+def test_undo_cannot_lease_past_the_cap(tmp_path):
+    """The attack: rate many samples, then undo them all. Each undo leased its sample back without the
+    cap, and a rater came to hold 62 leases with --max-leases 4."""
+    store = open_run_store(make_run_dir(tmp_path, 14), max_leases=4)
+    for _ in range(12):
+        store.rate("bob", store.next_sample("bob"), 1)
+    for _ in range(12):
+        assert store.undo_last("bob") is not None
+        (held,) = store._db().execute("SELECT COUNT(*) FROM leases WHERE rater = 'bob'").fetchone()
+        assert held <= 4

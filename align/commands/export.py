@@ -10,17 +10,18 @@ HELP = "export the ratings of one or more run directories to labels.parquet (one
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("run_dirs", nargs="+", metavar="RUN_DIR", help="rated run directories")
     parser.add_argument("--out", required=True, help="parquet file to write, e.g. labels.parquet")
-    parser.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
+    parser.add_argument("--overwrite", action="store_true", help="replace --out if it is an existing regular file")
 
 
 def run(args: argparse.Namespace) -> int:
+    import os
     from pathlib import Path
 
     from align.errors import BadInput
     from labeling_app.export import open_existing_store, write_labels
 
     out = Path(args.out)
-    if out.exists() and not args.overwrite:
+    if os.path.lexists(out) and not args.overwrite:  # a link, even one pointing nowhere, is something there
         raise BadInput(f"{out} already exists; pass --overwrite to replace it")
     stores = [open_existing_store(run_dir) for run_dir in args.run_dirs]
     rows = write_labels(stores, out)

@@ -32,11 +32,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--failed-logins-per-address", type=int, default=20,
         help="failed logins from one client address in 15 minutes before further attempts wait (default 20)",
     )
+    parser.add_argument(
+        "--trusted-proxy", action="append", default=[], metavar="ADDRESS",
+        help="a reverse proxy (address or network) whose X-Forwarded-For header names the real client, for login"
+             " limits and logs; repeatable. Default: none, every request counts from the address it came from."
+             " Behind a TLS proxy on the same host: --trusted-proxy 127.0.0.1",
+    )
     parser.add_argument("--accounts", default=None, help="rater accounts file (default: $T2I_ALIGN_RATERS or ~/.config/t2i-align/raters.db)")
     parser.add_argument("--quiet", action="store_true", help="print less")
 
 
 def run(args: argparse.Namespace) -> int:
+    import ipaddress
     import math
 
     from labeling_app.accounts import Accounts, default_accounts_path
@@ -51,6 +58,11 @@ def run(args: argparse.Namespace) -> int:
     for option in ("failed_logins_per_account", "failed_logins_per_address"):
         if getattr(args, option) < 1:
             raise LabelingError(f"--{option.replace('_', '-')} must be at least 1, got {getattr(args, option)}")
+    for proxy in args.trusted_proxy:
+        try:
+            ipaddress.ip_network(proxy, strict=False)
+        except ValueError:
+            raise LabelingError(f"--trusted-proxy takes an IP address or network such as 127.0.0.1, got {proxy!r}") from None
     check_port(args.host, args.port)
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -64,5 +76,6 @@ def run(args: argparse.Namespace) -> int:
         flush=True,
     )
     limits = LoginLimits(per_account=args.failed_logins_per_account, per_address=args.failed_logins_per_address)
-    serve(store, accounts, args.host, args.port, quiet=args.quiet, idle_minutes=args.idle_minutes, limits=limits)
+    serve(store, accounts, args.host, args.port, quiet=args.quiet, idle_minutes=args.idle_minutes, limits=limits,
+          trusted_proxies=tuple(args.trusted_proxy))
     return 0
