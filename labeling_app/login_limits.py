@@ -2,11 +2,11 @@
 further attempts are refused until the oldest failure leaves the window.
 
 Only a wrong password counts as a failure. So that guesses sent in parallel cannot all pass the
-check before any failure is counted, a password is checked only while no other attempt for the same
-account or from the same address is being checked (`turn`): parallel attempts wait their turn, and
-right passwords sent in parallel all get in. Failures count for any name typed, existing or not, so
-the limits say nothing about which accounts exist. An attacker can lock an account for one window by
-failing on purpose: the price of making password guessing slow.
+check before any failure is counted, attempts wait their turn (`turn`): one at a time per account,
+and per address only as many at once as the address has failures left. Right passwords sent in
+parallel all get in. Failures count for any name typed, existing or not, so the limits say nothing
+about which accounts exist. An attacker can lock an account for one window by failing on purpose:
+the price of making password guessing slow.
 """
 
 from __future__ import annotations
@@ -32,29 +32,41 @@ class LoginLimits:
         self.per_account, self.per_address, self.window_seconds, self.clock = per_account, per_address, window_seconds, clock
         self._failures: dict[str, deque[float]] = defaultdict(deque)
         self._lock = threading.Lock()
-        self._turns: dict[str, asyncio.Lock] = {}
+        self._account_turns: dict[str, asyncio.Lock] = {}
         self._waiting: Counter[str] = Counter()
+        self._checking: Counter[str] = Counter()  # per address: attempts whose password is being checked
+        self._address_room = asyncio.Condition()
 
     @asynccontextmanager
     async def turn(self, name: str, address: str) -> AsyncIterator[None]:
-        """Wait until no other attempt for this account or from this address is being checked (on the
-        event loop: a waiting attempt holds no thread)."""
-        keys = sorted({f"account:{name}", f"address:{address}"})  # one order, so two turns never wait on each other
-        for key in keys:
-            self._waiting[key] += 1
+        """Wait (on the event loop: a waiting attempt holds no thread) until no other attempt for this account
+        is being checked, and until the address's failures plus its attempts being checked are below its
+        limit; then check the password inside the block."""
+        account, origin = f"account:{name}", f"address:{address}"
+        self._waiting[account] += 1
         try:
-            for key in keys:
-                await self._turns.setdefault(key, asyncio.Lock()).acquire()
-            try:
-                yield
-            finally:
-                for key in keys:
-                    self._turns[key].release()
+            async with self._account_turns.setdefault(account, asyncio.Lock()):
+                async with self._address_room:
+                    await self._address_room.wait_for(lambda: self._has_room(origin))
+                    self._checking[origin] += 1
+                try:
+                    yield
+                finally:
+                    async with self._address_room:
+                        self._checking[origin] -= 1
+                        if not self._checking[origin]:
+                            del self._checking[origin]
+                        self._address_room.notify_all()
         finally:
-            for key in keys:
-                self._waiting[key] -= 1
-                if not self._waiting[key]:  # names and addresses nobody is logging in with take no memory
-                    del self._waiting[key], self._turns[key]
+            self._waiting[account] -= 1
+            if not self._waiting[account]:  # names nobody is logging in with take no memory
+                del self._waiting[account], self._account_turns[account]
+
+    def _has_room(self, origin: str) -> bool:
+        with self._lock:
+            failures = self._recent(origin)
+        # A full address goes on, to be refused; otherwise parallel attempts stay within its failures left.
+        return failures >= self.per_address or failures + self._checking[origin] < self.per_address
 
     def refusal(self, name: str, address: str) -> str | None:
         """Why an attempt is refused without checking its password, or None."""
