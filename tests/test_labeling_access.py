@@ -229,6 +229,20 @@ def test_a_flood_of_fresh_pages_ends_only_the_flooder_s_own(labeling_shared_serv
     mallory.close()
 
 
+def test_one_rater_in_two_tabs_gets_every_click_saved(labeling_shared_server):
+    """Each tab's start used to release the other tab's leases, so a share of that tab's clicks were
+    refused. Now a tab leaves the others' samples alone."""
+    server = labeling_shared_server.fresh("bob")
+    tabs = [RatingClient(server.url, "bob", RATER_PASSWORD) for _ in range(2)]
+    shown = [tab.start()["showing"] for tab in tabs]
+    assert len(set(shown)) == 2
+    receipts = [tab.thumbs_up() for _ in range(4) for tab in tabs]
+    assert {r["outcome"] for r in receipts} == {"saved"}
+    assert len({r["sample_id"] for r in receipts}) == 8
+    for tab in tabs:
+        tab.close()
+
+
 def test_sessions_end_when_the_account_is_removed_demoted_or_its_password_changes(labeling_shared_server):
     """The attack: keep using a logged-in session after the admin took the account away (with the
     calls `t2i-align raters remove / set-password / set-admin --off` make; the command itself:
