@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import open_clip
 import pytest
 import torch
@@ -40,3 +42,17 @@ def test_the_unet_stage_goes_on_from_a_given_unet(tmp_path):
     before = {name: tensor.clone() for name, tensor in pipeline.unet.state_dict().items()}
     unet = train_unet(tmp_path, 2, pipeline.vae, pipeline.text_encoder, pipeline.tokenizer, start=pipeline.unet, peak_lr=0.0)
     assert all(torch.equal(before[name], tensor) for name, tensor in unet.state_dict().items())  # a fresh UNet would differ
+
+
+def test_quick_pretraining_on_loose_captions_keeps_its_caption_model_beside_the_weights(tmp_path, capsys):
+    captions = Path(__file__).resolve().parents[1] / "configs" / "shapes" / "captions.yaml"
+    main(["--out", str(tmp_path / "out"), "--work", str(tmp_path / "work"), "--quick", "--captions", str(captions)])
+    assert (tmp_path / "out" / "captions.yaml").read_text() and (tmp_path / "out" / "tiny-sd").is_dir()
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("colour_neighbour: 0.1\nneighbours: {red: [crimson]}\n")
+    capsys.readouterr()  # the first run's progress bars
+    with pytest.raises(SystemExit) as exited:
+        main(["--out", str(tmp_path / "never"), "--quick", "--captions", str(bad)])
+    err = capsys.readouterr().err.strip()
+    assert exited.value.code == 2 and "unknown colour 'crimson'" in err and "\n" not in err
+    assert not (tmp_path / "never").exists()

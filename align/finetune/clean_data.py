@@ -1,17 +1,22 @@
-"""The pre-training term: the denoising loss on clean renders of training prompts with their true
-captions (the shapes world's stand-in for LAION), which keeps a fine-tuned model near the data.
-RWR weighs it by rwr.pretrain_beta, reward backpropagation by backprop.pretrain_beta."""
+"""The pre-training term: the denoising loss on clean renders of training prompts, captioned as the
+model's own pretraining data was (the shapes world's stand-in for LAION), which keeps a fine-tuned
+model near that data. A model pretrained on loose captions has its caption model beside it
+(captions.yaml, written by align/shapes/pretrain.py); then the term's captions carry the same
+mistakes, so that the term cannot undo on its own what the captions taught. RWR weighs it by
+rwr.pretrain_beta, reward backpropagation by backprop.pretrain_beta."""
 
 from __future__ import annotations
 
 import random
+from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from align.generation.prompts import load_prompts
-from align.models import native_image_size
+from align.models import native_image_size, resolve
+from align.shapes.captions import CaptionModel, load_caption_model
 from align.shapes.prompts import parse_prompt, scene_for
 from align.shapes.world import render
 
@@ -19,6 +24,14 @@ from align.shapes.world import render
 def clean_prompts(prompt_set: str) -> list:
     """The prompts of a set that the shapes world can render: the pre-training term's captions."""
     return [p for p in load_prompts(prompt_set) if parse_prompt(p.text)]
+
+
+def pretraining_captions(model: str) -> CaptionModel:
+    """The caption model a model was pretrained with: captions.yaml in its directory or the one above
+    (the pretraining command's output folder); exact captions when there is none."""
+    path = Path(resolve(model))
+    found = next((folder / "captions.yaml" for folder in (path, path.parent) if (folder / "captions.yaml").is_file()), None)
+    return load_caption_model(found)
 
 
 def training_scheduler(pipeline):
@@ -56,12 +69,20 @@ def encode(pipeline, images: torch.Tensor) -> torch.Tensor:
     return (vae.encode(pixels).latent_dist.mean * vae.config.scaling_factor).float()
 
 
-def clean_batch(pipeline, prompts, size: int, rng: random.Random) -> tuple[torch.Tensor, list[str]]:
-    """Fresh renders of random training prompts with their true captions, as latents."""
-    chosen = [rng.choice(prompts).text for _ in range(size)]
-    pixels = np.stack([np.asarray(render(scene_for(parse_prompt(p), rng))) for p in chosen])
+def clean_batch(pipeline, prompts, size: int, rng: random.Random,
+                captions: CaptionModel = CaptionModel()) -> tuple[torch.Tensor, list[str]]:
+    """Fresh renders of random training prompts, as latents, with their captions under `captions` (the
+    prompts themselves under exact captions; drawn as in pretraining, rare pairs rarely, otherwise)."""
+    specs = [parse_prompt(p.text) for p in prompts]
+    if captions.is_exact and not captions.rare_pairs:
+        chosen = [rng.choice(specs) for _ in range(size)]
+        texts = [spec.text for spec in chosen]
+    else:
+        chosen = rng.choices(specs, [captions.weight(spec) for spec in specs], k=size)
+        texts = [captions.caption(spec, rng)[0] for spec in chosen]
+    pixels = np.stack([np.asarray(render(scene_for(spec, rng))) for spec in chosen])
     images = torch.from_numpy(pixels).permute(0, 3, 1, 2).float() / 255
     side = native_image_size(pipeline)
     if images.shape[-1] != side:  # a model at another resolution than the renderer's
         images = F.interpolate(images, size=(side, side), mode="bilinear", antialias=True).clamp(0, 1)
-    return encode(pipeline, images), chosen
+    return encode(pipeline, images), texts

@@ -27,7 +27,13 @@ import torch.nn.functional as F
 from torch.utils.checkpoint import checkpoint
 from tqdm import tqdm
 
-from align.finetune.clean_data import clean_batch, clean_prompts, denoising_loss, training_scheduler
+from align.finetune.clean_data import (
+    clean_batch,
+    clean_prompts,
+    denoising_loss,
+    pretraining_captions,
+    training_scheduler,
+)
 from align.finetune.config import FinetuneConfig
 from align.finetune.ddim_logprob import guided_eps
 from align.finetune.draws import draw_seed, prompt_of
@@ -41,6 +47,7 @@ def train(config: FinetuneConfig, out: Path, reward_fn, resume_from: Path | None
     accelerator, pipeline, embed = run.accelerator, run.pipeline, run.embed
     prompts = [p.text for p in load_prompts(config.prompts)]
     shapes_prompts = clean_prompts(config.prompts)
+    clean_captions = pretraining_captions(config.model)
     noise_scheduler = training_scheduler(pipeline)
     scheduler = pipeline.scheduler
     scheduler.set_timesteps(s.steps, device=accelerator.device)
@@ -70,7 +77,8 @@ def train(config: FinetuneConfig, out: Path, reward_fn, resume_from: Path | None
                     pretrain = torch.zeros((), device=accelerator.device)
                     if bp.pretrain_beta > 0:
                         g = torch.Generator().manual_seed(draw_seed(config.seed, epoch, 2 * 10**9 + b * P + rank))
-                        clean, captions = clean_batch(pipeline, shapes_prompts, s.batch_size, random.Random(g.initial_seed()))
+                        clean, captions = clean_batch(pipeline, shapes_prompts, s.batch_size, random.Random(g.initial_seed()),
+                                                      clean_captions)
                         pretrain = denoising_loss(run.unet, noise_scheduler, clean, embed(captions), g).mean()
                 total = loss + bp.pretrain_beta * pretrain
                 run.optimizer_step(total)

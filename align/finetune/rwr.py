@@ -32,7 +32,14 @@ from PIL import Image
 from tqdm import tqdm
 
 from align.errors import BadInput
-from align.finetune.clean_data import clean_batch, clean_prompts, denoising_losses, encode, training_scheduler
+from align.finetune.clean_data import (
+    clean_batch,
+    clean_prompts,
+    denoising_losses,
+    encode,
+    pretraining_captions,
+    training_scheduler,
+)
 from align.finetune.config import FinetuneConfig
 from align.finetune.training_run import TrainingRun
 from align.generation.prompts import load_prompts
@@ -50,6 +57,7 @@ def train(config: FinetuneConfig, out: Path, reward_fn, resume_from: Path | None
     accelerator, pipeline, embed = run.accelerator, run.pipeline, run.embed
     noise_scheduler = training_scheduler(pipeline)
     train_prompts = clean_prompts(config.prompts)
+    clean_captions = pretraining_captions(config.model)
     global_batch = tr.batch_size * run.processes
     weighted_timesteps = range(rwr.min_timestep, rwr.max_timestep + 1)
     data, data_round = None, None
@@ -78,7 +86,7 @@ def train(config: FinetuneConfig, out: Path, reward_fn, resume_from: Path | None
                 parts = [(latents, embed(prompts), weighted_timesteps)]
                 if rwr.pretrain_beta > 0:  # clean data exists in the shapes world only
                     clean, captions = clean_batch(pipeline, train_prompts, rwr.pretrain_batch_size,
-                                                  random.Random(f"{config.seed}-{epoch}-{step}-{run.rank}"))
+                                                  random.Random(f"{config.seed}-{epoch}-{step}-{run.rank}"), clean_captions)
                     parts.append((clean, embed(captions), None))
                 with accelerator.autocast():
                     weighted, *pretrain = denoising_losses(run.unet, noise_scheduler, parts, g)

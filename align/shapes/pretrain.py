@@ -2,9 +2,12 @@
 
     python -m align.shapes.pretrain --out align/shapes/weights        # all stages, ~43 min on 2 cores
     python -m align.shapes.pretrain --out DIR --stages unet           # redo one stage
+    python -m align.shapes.pretrain --out DIR --captions configs/shapes/captions.yaml  # loose captions
 
 Stages, each on fresh renders of training-split prompts only (held-out combinations are
-never shown, in captions or pixels):
+never shown, in captions or pixels), captioned by a caption model (align/shapes/captions.py):
+exact captions by default, loose web-like ones with --captions, which is then copied beside the
+weights as captions.yaml (the pre-training term of fine-tuning draws from the same data):
   clip   contrastive tiny CLIP (open_clip), saved as an open_clip `local-dir:` model;
   vae    AutoencoderKL, 64x64 images to 16x16x4 latents, with its latent scaling factor;
          L1 + L2 with object pixels weighed up, plus L1 on image gradients for sharp corners;
@@ -33,6 +36,9 @@ from safetensors.torch import save_file
 from tqdm import tqdm
 from transformers import CLIPTextModel, CLIPTokenizer
 
+from align.config import save_config
+from align.errors import BadInput
+from align.shapes.captions import CaptionModel, load_caption_model
 from align.shapes.prompts import PromptSpec, all_specs, scene_for
 from align.shapes.tiny_models import (
     TINY_CLIP_CONFIG,
@@ -71,9 +77,11 @@ def training_specs() -> list[PromptSpec]:
     return [spec for spec in all_specs() if not spec.heldout]
 
 
-def render_batch(specs: list[PromptSpec], rng: random.Random, size: int) -> tuple[torch.Tensor, list[PromptSpec]]:
-    """`size` random training scenes as a [-1, 1] image tensor, with the spec each one shows."""
-    chosen = [rng.choice(specs) for _ in range(size)]
+def render_batch(specs: list[PromptSpec], rng: random.Random, size: int,
+                 weights: list[float] | None = None) -> tuple[torch.Tensor, list[PromptSpec]]:
+    """`size` random training scenes (prompts drawn by `weights`, uniformly without) as a [-1, 1] image
+    tensor, with the spec each one shows."""
+    chosen = rng.choices(specs, weights, k=size) if weights else [rng.choice(specs) for _ in range(size)]
     pixels = np.stack([np.asarray(render(scene_for(spec, rng))) for spec in chosen])
     images = torch.from_numpy(pixels).permute(0, 3, 1, 2).float() / 127.5 - 1.0
     return images, chosen
@@ -89,27 +97,45 @@ def bf16_autocast() -> torch.autocast:
     return torch.autocast("cpu", dtype=torch.bfloat16, enabled=native)
 
 
-def train_clip(out: Path, steps: int) -> open_clip.CLIP:
+class Captioner:
+    """The captions of training scenes: a prompt's own text under exact captions (drawing nothing, so the
+    exact recipe's weights stay as they were), else the caption model's, from a random stream of its own."""
+
+    def __init__(self, model: CaptionModel, seed: int):
+        self.model, self.rng = model, random.Random(seed)
+        self.weights = [model.weight(spec) for spec in training_specs()] if model.rare_pairs else None
+
+    def __call__(self, chosen: list[PromptSpec]) -> list[str]:
+        if self.model.is_exact:
+            return [spec.text for spec in chosen]
+        return [self.model.caption(spec, self.rng)[0] for spec in chosen]
+
+
+def train_clip(out: Path, steps: int, captions: CaptionModel = CaptionModel()) -> open_clip.CLIP:
     torch.manual_seed(SEED)
     rng = random.Random(SEED)
     specs = training_specs()
+    captioner = Captioner(captions, SEED + 10)
     model = open_clip.CLIP(**TINY_CLIP_CONFIG)
     tokenizer = open_clip.get_tokenizer("ViT-B-32")  # the real CLIP BPE, 77 tokens
-    tokens = {spec: ids for spec, ids in zip(specs, tokenizer([s.text for s in specs]))}
+    tokens: dict[str, torch.Tensor] = {}
     mean = torch.tensor(TINY_CLIP_PREPROCESS["mean"]).view(1, 3, 1, 1)
     std = torch.tensor(TINY_CLIP_PREPROCESS["std"]).view(1, 3, 1, 1)
     optimizer = torch.optim.AdamW(model.parameters(), lr=CLIP_LR, weight_decay=0.1)
     schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, CLIP_LR, total_steps=steps, pct_start=0.05)
     model.train()
     for _ in tqdm(range(steps), desc="tiny CLIP"):
-        images, chosen = render_batch(specs, rng, CLIP_BATCH)
+        images, chosen = render_batch(specs, rng, CLIP_BATCH, captioner.weights)
         images = ((images + 1) / 2 - mean) / std
-        text = torch.stack([tokens[spec] for spec in chosen])
+        texts = captioner(chosen)
+        if new := sorted(set(texts) - tokens.keys()):
+            tokens.update(zip(new, tokenizer(new)))
+        text = torch.stack([tokens[t] for t in texts])
         image_features = model.encode_image(images, normalize=True)
         text_features = model.encode_text(text, normalize=True)
         logits = model.logit_scale.exp() * image_features @ text_features.T
         # Scenes with the same caption are positives of each other, not negatives.
-        same = torch.tensor([[a == b for b in chosen] for a in chosen], dtype=torch.float32)
+        same = torch.tensor([[a == b for b in texts] for a in texts], dtype=torch.float32)
         targets = same / same.sum(dim=1, keepdim=True)
         loss = (F.cross_entropy(logits, targets) + F.cross_entropy(logits.T, targets)) / 2
         optimizer.zero_grad(set_to_none=True)
@@ -168,17 +194,24 @@ def edge_error(reconstruction: torch.Tensor, images: torch.Tensor) -> torch.Tens
 
 
 def train_unet(work: Path, steps: int, vae: AutoencoderKL, text_encoder: CLIPTextModel, tokenizer: CLIPTokenizer,
-               start: UNet2DConditionModel | None = None, peak_lr: float = UNET_LR):
+               start: UNet2DConditionModel | None = None, peak_lr: float = UNET_LR, captions: CaptionModel = CaptionModel()):
     """Train a fresh tiny UNet, or `start`: the shipped one further, or another architecture (experiments/unet_pretraining.py)."""
     torch.manual_seed(SEED + 2)
     rng = random.Random(SEED + 2)
     specs = training_specs()
-    with torch.no_grad():  # the text encoder is frozen: embed every caption once
-        captions = [spec.text for spec in specs] + [""]
-        ids = tokenizer(captions, padding="max_length", max_length=tokenizer.model_max_length, return_tensors="pt")
-        embeddings = text_encoder(ids.input_ids).last_hidden_state
-    caption_index = {spec: i for i, spec in enumerate(specs)}
-    empty = len(specs)
+    captioner = Captioner(captions, SEED + 12)
+    with torch.no_grad():  # the text encoder is frozen: each caption embedded once, the prompts' all at once
+        exact = [spec.text for spec in specs] + [""]
+        ids = tokenizer(exact, padding="max_length", max_length=tokenizer.model_max_length, return_tensors="pt")
+        embeddings = dict(zip(exact, text_encoder(ids.input_ids).last_hidden_state))
+
+    @torch.no_grad()
+    def embed(texts: list[str]) -> torch.Tensor:
+        if new := sorted(set(texts) - embeddings.keys()):
+            ids = tokenizer(new, padding="max_length", max_length=tokenizer.model_max_length, return_tensors="pt")
+            embeddings.update(zip(new, text_encoder(ids.input_ids).last_hidden_state))
+        return torch.stack([embeddings[t] for t in texts])
+
     unet = start if start is not None else tiny_unet(text_encoder.config.hidden_size)
     ema = EMAModel(unet.parameters(), decay=0.999, model_cls=UNet2DConditionModel, model_config=unet.config)
     noise_scheduler = training_scheduler()
@@ -190,15 +223,15 @@ def train_unet(work: Path, steps: int, vae: AutoencoderKL, text_encoder: CLIPTex
     unet.train()
     progress = tqdm(range(steps), desc="tiny UNet")
     for _ in progress:
-        images, chosen = render_batch(specs, rng, UNET_BATCH)
+        images, chosen = render_batch(specs, rng, UNET_BATCH, captioner.weights)
         with torch.no_grad(), bf16_autocast():
             posterior = vae.encode(images).latent_dist
         latents = posterior.sample(generator).float() * scale
-        rows = [empty if rng.random() < EMPTY_CAPTION_RATE else caption_index[spec] for spec in chosen]
+        rows = ["" if rng.random() < EMPTY_CAPTION_RATE else text for text in captioner(chosen)]
         noise = torch.randn(latents.shape, generator=generator)
         timesteps = torch.randint(0, noise_scheduler.config.num_train_timesteps, (len(rows),), generator=generator)
         noisy = noise_scheduler.add_noise(latents, noise, timesteps)
-        prediction = unet(noisy, timesteps, encoder_hidden_states=embeddings[rows]).sample
+        prediction = unet(noisy, timesteps, encoder_hidden_states=embed(rows)).sample
         weights = torch.clamp(snr[timesteps], max=MIN_SNR_GAMMA) / snr[timesteps]
         loss = (weights * F.mse_loss(prediction, noise, reduction="none").mean(dim=(1, 2, 3))).mean()
         optimizer.zero_grad(set_to_none=True)
@@ -249,19 +282,28 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--work", type=Path, default=Path("build/pretrain"), help="fp32 stage outputs")
     parser.add_argument("--stages", default="clip,vae,unet", help="comma-separated subset of clip,vae,unet")
     parser.add_argument("--quick", action="store_true", help="3 steps per stage, to test the command")
+    parser.add_argument("--captions", type=Path, default=None,
+                        help="caption model YAML (configs/shapes/captions.yaml: loose, web-like); default exact captions")
     args = parser.parse_args(argv)
+    try:
+        captions = load_caption_model(args.captions)
+    except BadInput as exc:
+        parser.exit(2, f"{parser.prog}: error: {exc}\n")
     stages = set(args.stages.split(","))
     steps = QUICK if args.quick else Steps()
     torch.set_num_threads(THREADS)
     out, work = args.out, args.work
+    if not captions.is_exact or captions.rare_pairs:
+        out.mkdir(parents=True, exist_ok=True)
+        save_config(captions, out / "captions.yaml")
     if "clip" in stages:
-        train_clip(out, steps.clip)
+        train_clip(out, steps.clip, captions)
     clip = load_clip(out)  # the shipped fp16 weights, so the SD text encoder is exactly their conversion
     tokenizer = write_clip_tokenizer(open_clip.tokenizer.default_bpe(), work / "tokenizer")
     text_encoder = text_encoder_from_open_clip(clip)
     vae = train_vae(work, steps.vae) if "vae" in stages else AutoencoderKL.from_pretrained(work / "vae")
     unet = (
-        train_unet(work, steps.unet, vae, text_encoder, tokenizer)
+        train_unet(work, steps.unet, vae, text_encoder, tokenizer, captions=captions)
         if "unet" in stages
         else UNet2DConditionModel.from_pretrained(work / "unet")
     )

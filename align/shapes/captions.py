@@ -1,0 +1,122 @@
+"""Loose, web-like captions for pretraining: a training scene's caption does not always say what it shows.
+
+Real text-to-image models learn from web captions that miscount, misname colours and leave clauses
+out, and most of their prompt-following failures come from there (Betker et al. 2023, DALL-E 3;
+Esser et al. 2024, SD3). The caption model gives the shapes world that property. Each training
+scene is drawn for a prompt of the world, as before; its caption is that prompt, or, at the
+configured rates, one of these mistakes (at most one per caption, so 1 - the sum of the rates of
+captions are exact):
+
+  count_off_by_one   the count named one off (two circles captioned "three circles");
+  colour_neighbour   the object colour named as a neighbour (orange for red, purple for blue);
+  wrong_background   another background named;
+  clause_dropped     the colour or the background clause left out.
+
+A mistake is made only in ways that name no held-out pair; one that cannot be (a colour mistake
+on a prompt naming no colour) leaves the caption exact. Separately, the prompts naming one of `rare_pairs`
+(a colour with a shape) are drawn `rare_share` times as often as the others: combinations the web
+shows rarely. The prompts, the held-out split and the oracle do not change: the oracle judges a
+prompt's literal meaning.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from align.config import Checked, load_config
+from align.errors import BadInput
+from align.shapes.prompts import PromptSpec
+from align.shapes.world import BACKGROUNDS, COLORS, COUNTS, SHAPES
+
+MISTAKES = ("count_off_by_one", "colour_neighbour", "wrong_background", "clause_dropped")
+EXACT = "exact"
+
+
+@dataclass(frozen=True)
+class CaptionModel(Checked):
+    count_off_by_one: float = field(default=0.0, metadata={"min": 0, "max": 1})
+    colour_neighbour: float = field(default=0.0, metadata={"min": 0, "max": 1})
+    wrong_background: float = field(default=0.0, metadata={"min": 0, "max": 1})
+    clause_dropped: float = field(default=0.0, metadata={"min": 0, "max": 1})
+    neighbours: dict = field(default_factory=dict)  # colour -> the colours it is mistaken for
+    rare_pairs: list[list[str]] = field(default_factory=list)  # [colour, shape] pairs drawn rarely
+    rare_share: float = field(default=1.0, metadata={"min": 0, "max": 1})
+
+    def check(self) -> None:
+        total = sum(getattr(self, name) for name in MISTAKES)
+        if total >= 1:
+            raise BadInput(f"the caption mistake rates sum to {total:g}, which leaves no exact captions; keep their sum below 1")
+        for colour, mistaken_for in self.neighbours.items():
+            if not isinstance(mistaken_for, list) or not mistaken_for:
+                raise BadInput(f"neighbours.{colour} must be a list of colours, got {mistaken_for!r}")
+            unknown = [c for c in [colour, *mistaken_for] if c not in COLORS]
+            if unknown:
+                raise BadInput(f"neighbours names the unknown colour {unknown[0]!r}; the colours are {', '.join(COLORS)}")
+        if self.colour_neighbour and not self.neighbours:
+            raise BadInput("colour_neighbour is above 0 but neighbours names no colour to mistake")
+        for pair in self.rare_pairs:
+            if len(pair) != 2 or pair[0] not in COLORS or pair[1] not in SHAPES:
+                raise BadInput(f"rare_pairs holds {pair!r}; each entry is [colour, shape] of the world")
+
+    @property
+    def is_exact(self) -> bool:
+        return not any(getattr(self, name) for name in MISTAKES)
+
+    def weight(self, spec: PromptSpec) -> float:
+        """How often, relative to the others, a scene is drawn for this prompt."""
+        return self.rare_share if [spec.color, spec.shape] in self.rare_pairs else 1.0
+
+    def caption(self, spec: PromptSpec, rng: random.Random) -> tuple[str, str]:
+        """A scene of `spec`'s caption, and which mistake it holds (EXACT for none)."""
+        draw, mistake = rng.random(), EXACT
+        for name in MISTAKES:
+            rate = getattr(self, name)
+            if draw < rate:
+                mistake = name
+                break
+            draw -= rate
+        options = self.alternatives(spec, mistake) if mistake != EXACT else []
+        if not options:
+            return spec.text, EXACT
+        return describe(rng.choice(options)), mistake
+
+    def alternatives(self, spec: PromptSpec, mistake: str) -> list[PromptSpec]:
+        """What a caption with this mistake may say instead of `spec`: never a held-out pair; empty when
+        the mistake does not apply to the prompt."""
+        return [said for said in _mistaken(spec, mistake, self.neighbours) if not said.heldout]
+
+
+def _mistaken(spec: PromptSpec, mistake: str, neighbours: dict) -> list[PromptSpec]:
+    if mistake == "count_off_by_one":
+        if (spec.color is None) != (spec.background is None):
+            return []  # "a red square", "a square on a white background": the count is part of the grammar
+        return [PromptSpec(n, spec.shape, spec.color, spec.background) for n in (spec.count - 1, spec.count + 1) if n in COUNTS]
+    if mistake == "colour_neighbour":
+        return [PromptSpec(spec.count, spec.shape, c, spec.background) for c in neighbours.get(spec.color, [])]
+    if mistake == "wrong_background":
+        if spec.background is None:
+            return []
+        return [PromptSpec(spec.count, spec.shape, spec.color, b) for b in BACKGROUNDS if b != spec.background]
+    said = []
+    if spec.color is not None:
+        said.append(PromptSpec(spec.count, spec.shape, None, spec.background))
+    if spec.background is not None:
+        said.append(PromptSpec(spec.count, spec.shape, spec.color, None))
+    return said
+
+
+def describe(spec: PromptSpec) -> str:
+    """A caption of any count, shape and optional colour and background; a prompt of the world reads as its text."""
+    noun = spec.shape if spec.count == 1 else spec.shape + "s"
+    one_named = spec.count == 1 and (spec.color is None) != (spec.background is None)
+    words = ["a" if one_named else COUNTS[spec.count], *([spec.color] if spec.color else []), noun]
+    if spec.background:
+        words += ["on", "a", spec.background, "background"]
+    return " ".join(words)
+
+
+def load_caption_model(path: str | Path | None) -> CaptionModel:
+    """The caption model of a YAML file; None is exact captions (no mistakes, no rare pairs)."""
+    return CaptionModel() if path is None else load_config(CaptionModel, path)
