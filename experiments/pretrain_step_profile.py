@@ -1,0 +1,130 @@
+"""Where a pretraining step's time goes: rendering, VAE encoding, the model's own pass, EMA.
+
+    python experiments/pretrain_step_profile.py [--steps 30]
+
+Hypothesis (the world issue, item 2): rendering the scenes and encoding them with the VAE at
+every step cost more than the UNet's forward and backward pass, so that a cached latent dataset
+would buy many more UNet steps in the same time. Refuted if the UNet's pass holds most of a step.
+The same for the tiny CLIP's stage (rendering against its forward and backward pass).
+
+Each part is timed alone, in the order a step runs it, with the shipped VAE and text encoder, a
+fresh UNet and CLIP of the shipped architectures, at the recipe's batch sizes, after 3 warm-up
+steps; medians over `--steps` steps.
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import statistics
+import time
+
+import open_clip
+import torch
+import torch.nn.functional as F
+from diffusers import StableDiffusionPipeline
+from diffusers.training_utils import EMAModel
+
+from align.models import resolve
+from align.shapes.pretrain import (
+    CLIP_BATCH,
+    THREADS,
+    UNET_BATCH,
+    bf16_autocast,
+    render_batch,
+    training_specs,
+)
+from align.shapes.tiny_models import TINY_CLIP_CONFIG, tiny_unet, training_scheduler
+
+WARM_UP = 3
+
+
+def timed(parts: dict[str, list[float]], name: str, work):
+    began = time.perf_counter()
+    result = work()
+    parts.setdefault(name, []).append(time.perf_counter() - began)
+    return result
+
+
+def unet_step_parts(steps: int) -> dict[str, list[float]]:
+    pipeline = StableDiffusionPipeline.from_pretrained(resolve("shapes-tiny-sd"))
+    vae, text_encoder, tokenizer = pipeline.vae.float(), pipeline.text_encoder, pipeline.tokenizer
+    specs, rng, generator = training_specs(), random.Random(0), torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        ids = tokenizer([s.text for s in specs], padding="max_length", max_length=tokenizer.model_max_length,
+                        return_tensors="pt")
+        embeddings = text_encoder(ids.input_ids).last_hidden_state
+    unet = tiny_unet(text_encoder.config.hidden_size)
+    ema = EMAModel(unet.parameters(), decay=0.999)
+    noise_scheduler = training_scheduler()
+    optimizer = torch.optim.AdamW(unet.parameters(), lr=1e-4)
+    parts: dict[str, list[float]] = {}
+    for step in range(WARM_UP + steps):
+        if step == WARM_UP:
+            parts.clear()
+        images, chosen = timed(parts, "render 32 scenes", lambda: render_batch(specs, rng, UNET_BATCH))
+        with torch.no_grad(), bf16_autocast():
+            posterior = timed(parts, "VAE encode", lambda: vae.encode(images).latent_dist)
+        latents = posterior.sample(generator).float() * vae.config.scaling_factor
+        rows = torch.tensor([specs.index(spec) for spec in chosen])
+
+        def unet_pass():
+            noise = torch.randn(latents.shape, generator=generator)
+            t = torch.randint(0, 1000, (len(rows),), generator=generator)
+            prediction = unet(noise_scheduler.add_noise(latents, noise, t), t, encoder_hidden_states=embeddings[rows]).sample
+            loss = F.mse_loss(prediction, noise)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+
+        timed(parts, "UNet forward, backward, step", unet_pass)
+        timed(parts, "EMA", lambda: ema.step(unet.parameters()))
+    return parts
+
+
+def clip_step_parts(steps: int) -> dict[str, list[float]]:
+    specs, rng = training_specs(), random.Random(0)
+    model = open_clip.CLIP(**TINY_CLIP_CONFIG)
+    tokenizer = open_clip.get_tokenizer("ViT-B-32")
+    tokens = dict(zip([s.text for s in specs], tokenizer([s.text for s in specs])))
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    parts: dict[str, list[float]] = {}
+    for step in range(WARM_UP + steps):
+        if step == WARM_UP:
+            parts.clear()
+        images, chosen = timed(parts, "render 128 scenes", lambda: render_batch(specs, rng, CLIP_BATCH))
+        text = torch.stack([tokens[s.text] for s in chosen])
+
+        def clip_pass():
+            image_features = model.encode_image(images, normalize=True)
+            text_features = model.encode_text(text, normalize=True)
+            logits = model.logit_scale.exp() * image_features @ text_features.T
+            loss = F.cross_entropy(logits, torch.arange(len(chosen)))
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+
+        timed(parts, "CLIP forward, backward, step", clip_pass)
+    return parts
+
+
+def report(title: str, parts: dict[str, list[float]]) -> None:
+    medians = {name: statistics.median(times) for name, times in parts.items()}
+    total = sum(medians.values())
+    print(f"\n{title}: {1000 * total:.0f} ms a step (medians)")
+    print("| part | ms | share |\n|---|---|---|")
+    for name, seconds in medians.items():
+        print(f"| {name} | {1000 * seconds:.0f} | {100 * seconds / total:.0f}% |")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--steps", type=int, default=30)
+    args = parser.parse_args()
+    torch.set_num_threads(THREADS)
+    report("UNet stage", unet_step_parts(args.steps))
+    report("CLIP stage", clip_step_parts(args.steps))
+
+
+if __name__ == "__main__":
+    main()
