@@ -79,44 +79,16 @@ class RatingDesk:
 
     def rate(self, rater: str, page: str, shown: str | None, label: int, reasons: Iterable[str] = ()) -> Screen:
         """Thumbs up (1) or down (0, with optional reason tags) for the sample `shown`, then the next one."""
-        with self._turn(rater):
-            session = self._own(page, rater)
-            if (late := self._late(rater, session, shown)) is not None:
-                return late
-            try:
-                screen = self._rate_current(rater, session, label, list(reasons))
-            except StoreUnwritable as exc:
-                screen = self._not_saved(rater, session, exc)
-            return self._keep(page, screen)
+        return self._click(rater, page, shown, lambda session: self._rate_current(rater, session, label, list(reasons)))
 
     def skip(self, rater: str, page: str, shown: str | None) -> Screen:
         """The rater will not see the sample `shown` again; the next one comes up."""
-        with self._turn(rater):
-            session = self._own(page, rater)
-            if (late := self._late(rater, session, shown)) is not None:
-                return late
-            try:
-                if session["current"]:
-                    self.store.skip(rater, session["current"])
-                    screen = self._screen(rater, self._advance(rater, session), "Skipped.", {"outcome": "skipped"})
-                else:
-                    screen = self._screen(rater, self._advance(rater, session), "", {"outcome": "nothing to rate"})
-            except StoreUnwritable as exc:
-                screen = self._not_saved(rater, session, exc)
-            return self._keep(page, screen)
+        return self._click(rater, page, shown, lambda session: self._skip_current(rater, session))
 
     def undo(self, rater: str, page: str, shown: str | None) -> Screen:
         """Retract the rater's latest rating: its sample comes back on screen, the one showing (`shown`)
         becomes the preloaded next, and the sample preloaded until now goes back to the pool."""
-        with self._turn(rater):
-            session = self._own(page, rater)
-            if (late := self._late(rater, session, shown)) is not None:
-                return late
-            try:
-                screen = self._undo_last(rater, session)
-            except StoreUnwritable as exc:
-                screen = self._not_saved(rater, session, exc)
-            return self._keep(page, screen)
+        return self._click(rater, page, shown, lambda session: self._undo_last(rater, session))
 
     def end_page(self, page: str) -> None:
         """Forget a page (the server ended it): its leases go back to the pool; a later click on it is not saved."""
@@ -152,6 +124,19 @@ class RatingDesk:
             log.warning("%s sent a request in %s's session; refused", rater, session["rater"])
             raise RequestRefused("This session belongs to another rater; reload the page to start your own.")
         return session
+
+    def _click(self, rater: str, page: str, shown: str | None, action) -> Screen:
+        """One click on a page: refused on another rater's page, not counted when late, "not saved" when
+        labels.db cannot be written; otherwise `action(session)`'s screen, kept as the page's session."""
+        with self._turn(rater):
+            session = self._own(page, rater)
+            if (late := self._late(rater, session, shown)) is not None:
+                return late
+            try:
+                screen = action(session)
+            except StoreUnwritable as exc:
+                screen = self._not_saved(rater, session, exc)
+            return self._keep(page, screen)
 
     def _sessions_of(self, rater: str, but: str) -> list[dict]:
         with self._lock:
@@ -217,6 +202,12 @@ class RatingDesk:
             status = f'<span class="ack" data-rating-id="{rating.id}">Saved {thumb}{why} · rating #{rating.id}</span>'
             receipt = {"outcome": "saved", "rating_id": rating.id, "sample_id": sample_id, "label": label}
         return self._screen(rater, self._advance(rater, session), status, receipt)
+
+    def _skip_current(self, rater: str, session: dict) -> Screen:
+        if session["current"] is None:
+            return self._screen(rater, self._advance(rater, session), "", {"outcome": "nothing to rate"})
+        self.store.skip(rater, session["current"])
+        return self._screen(rater, self._advance(rater, session), "Skipped.", {"outcome": "skipped"})
 
     def _undo_last(self, rater: str, session: dict) -> Screen:
         undone = self.store.undo_last(rater)

@@ -141,10 +141,11 @@ def test_every_shipped_config_loads_and_passes_its_checks(path):
     from align.evaluation.evaluate import EvaluateConfig
     from align.finetune.config import FinetuneConfig
     from align.generation.generate import GenerateConfig
+    from align.shapes.captions import CaptionModel
     from reward_models.config import RewardConfig
 
     schema = {"generate": GenerateConfig, "evaluate": EvaluateConfig, "compare": CompareConfig, "reward": RewardConfig,
-              "demo": DemoConfig, "demo_quick": DemoConfig}.get(path.stem, FinetuneConfig)
+              "demo": DemoConfig, "demo_quick": DemoConfig, "captions": CaptionModel}.get(path.stem, FinetuneConfig)
     # What a user adds on the command line: the reward model, and the labels RWR learns from.
     config = load_config(schema, path, ["reward.path=runs/reward", "rwr.labels=labels.parquet"] if schema is FinetuneConfig else [])
     if schema is FinetuneConfig:  # its invariants held on load (align.config.Checked); the inputs a run reads:
