@@ -3,8 +3,9 @@
     python experiments/world_gates.py --weights runs/world/loose-v1 [--out runs/world/loose-v1-gates]
 
 `--weights` is a folder the pretraining command wrote (tiny-sd/ and tiny-clip/). Its pipeline
-draws the sweeps' fixed seen sample (89 training prompts) and the 89 held-out prompts, 4 images
-each at fresh seeds; the oracle judges them and the folder's own tiny CLIP scores them. One line
+draws a seen sample stratified by category (every training prompt of the count, colour and
+background categories, and 50 combination prompts: 96 in all) and the 89 held-out prompts, 4
+images each at fresh seeds; the oracle judges them and the folder's own tiny CLIP scores them. One line
 per check, each with its 95% interval (a bootstrap over prompts, align/evaluation/paired.py):
 
   - baseline seen alignment between 35% and 65%, unseen below it;
@@ -29,7 +30,8 @@ import numpy as np
 import pandas as pd
 
 from align.evaluation import paired
-from align.evaluation.paired_arms import SEEN_SEED, UNSEEN_SEED, cli, seen_prompts_file
+from align.evaluation.paired_arms import SEEN_SEED, UNSEEN_SEED, cli
+from align.generation.prompts import load_prompts
 from align.shapes.prompts import CATEGORIES
 from reward_models.metrics import within_prompt_roc_auc
 
@@ -38,13 +40,14 @@ IMAGES_PER_PROMPT = 4
 SEEN_BAND = (0.35, 0.65)
 CATEGORY_CEILING = 0.90
 BEST_OF_GAIN = 0.15
+COMBINATIONS_SEEN = 50
 EXACT_CAPTION_CLIP_AUC = 0.905  # the first world's tiny CLIP, seen prompts (docs/research/finetune-targets.md)
 
 
 def drawn_and_judged(weights: Path, out: Path, split: str) -> pd.DataFrame:
     """scores.parquet of the split drawn by the weights' pipeline, judged by the oracle and the weights' CLIP."""
     images = out / f"{split}"
-    prompts, seed = (str(seen_prompts_file(out)), SEEN_SEED) if split == "seen" else ("heldout", UNSEEN_SEED)
+    prompts, seed = (str(stratified_seen_prompts(out)), SEEN_SEED) if split == "seen" else ("heldout", UNSEEN_SEED)
     if not (images / "metrics.json").is_file():
         cli("generate", "--out", str(images), "--resume", f"prompts={prompts}", f"images_per_prompt={IMAGES_PER_PROMPT}",
             f"seed={seed}", f"model={weights / 'tiny-sd'}")
@@ -52,6 +55,19 @@ def drawn_and_judged(weights: Path, out: Path, split: str) -> pd.DataFrame:
     scores = pd.read_parquet(images / "scores.parquet")
     scores["aligned"] = scores["aligned"].fillna(False).astype(float)  # an image the oracle cannot parse is not aligned
     return scores
+
+
+def stratified_seen_prompts(out: Path) -> Path:
+    """out/seen_prompts.txt: every training prompt of the small categories and a fixed sample of combinations,
+    so that each category's alignment rests on more than a handful of prompts."""
+    path = out / "seen_prompts.txt"
+    if not path.is_file():
+        train = load_prompts("train")
+        combinations = sorted(p.text for p in train if p.category == "combination")
+        chosen = [p.text for p in train if p.category != "combination"]
+        chosen += random.Random(SEEN_SEED).sample(combinations, COMBINATIONS_SEEN)
+        path.write_text("\n".join(sorted(chosen)) + "\n")
+    return path
 
 
 def auc_interval(part: pd.DataFrame, resamples: int = 1000, seed: int = 0) -> paired.Estimate:
