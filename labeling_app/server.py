@@ -98,14 +98,14 @@ def _launch(store: LabelStore, accounts: Accounts, host: str, port: int, quiet: 
         desk.end_page(page)
         app.app.state_holder.delete_state(page)
 
-    guard = {"private": private, "is_admin": accounts.is_admin, "images": image_files(store),
-             "pages": PageOwners(on_end=end_page)}
+    images = image_files(store)
+    guard = {"private": private, "is_admin": accounts.is_admin, "images": images, "pages": PageOwners(on_end=end_page)}
     app.launch(
         server_name=host,
         server_port=port,
         auth=login,
         auth_message="t2i-align rating: sign in with the account your admin made for you.",
-        allowed_paths=image_folders(store),
+        allowed_paths=image_folders(images, store.run_dir),
         blocked_paths=[str(store.path.with_name(store.path.name + suffix)) for suffix in ("", "-wal", "-shm")],
         enable_monitoring=False,
         run_history=False,
@@ -124,11 +124,11 @@ def _launch(store: LabelStore, accounts: Accounts, host: str, port: int, quiet: 
     app.block_thread()
 
 
-def image_folders(store: LabelStore) -> list[str]:
-    """The folders holding this run's images (normally just RUN_DIR/images), which Gradio is told it may
-    serve from; HttpGuard narrows that to `image_files`."""
-    run_dir = store.run_dir.resolve()
-    return sorted({str(path.parent) for path in image_files(store) if path.parent.is_relative_to(run_dir)})
+def image_folders(images: frozenset[Path], run_dir: Path) -> list[str]:
+    """The folders holding the run's `images` (normally just RUN_DIR/images), which Gradio is told it may
+    serve from; HttpGuard narrows that to the images themselves."""
+    run_dir = run_dir.resolve()
+    return sorted({str(path.parent) for path in images if path.parent.is_relative_to(run_dir)})
 
 
 def image_files(store: LabelStore) -> frozenset[Path]:

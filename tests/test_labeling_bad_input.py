@@ -30,6 +30,15 @@ def assert_one_sentence(err: str, *words: str) -> None:
         assert word in err, err
 
 
+def assert_label_export_and_simulate_refuse(capsys, run: Path, accounts: Path, out: Path, *words: str) -> None:
+    """`label`, `export` and `simulate-raters` of `run` each end in one sentence holding `words`, exit code 2."""
+    for argv in (["label", str(run), "--accounts", str(accounts)], ["export", str(run), "--out", str(out)],
+                 ["simulate-raters", str(run)]):
+        code, err = run_cli(capsys, *argv)
+        assert code == 2, argv
+        assert_one_sentence(err, *words)
+
+
 def test_missing_run_dir(tmp_path, capsys, labeling_accounts):
     code, err = run_cli(capsys, "label", str(tmp_path / "nope"), "--accounts", str(labeling_accounts))
     assert code == 2
@@ -61,11 +70,7 @@ def test_labels_db_of_an_unknown_schema_version_is_refused_and_left_untouched(tm
     db.commit()
     db.close()
     before = hashlib.sha256((run / "labels.db").read_bytes()).hexdigest()
-    for argv in (["label", str(run), "--accounts", str(labeling_accounts)], ["export", str(run), "--out", str(tmp_path / "l.parquet")],
-                 ["simulate-raters", str(run)]):
-        code, err = run_cli(capsys, *argv)
-        assert code == 2, argv
-        assert_one_sentence(err, "schema version 7", "untouched")
+    assert_label_export_and_simulate_refuse(capsys, run, labeling_accounts, tmp_path / "l.parquet", "schema version 7", "untouched")
     assert hashlib.sha256((run / "labels.db").read_bytes()).hexdigest() == before
     assert sorted(p.name for p in run.iterdir()) == ["config.yaml", "images", "labels.db", "samples.parquet"]
 
@@ -150,11 +155,8 @@ def test_a_labels_db_holding_only_its_meta_table_is_refused_not_changed(tmp_path
         db.execute("CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
         db.execute("PRAGMA user_version = 1")
     before = hashlib.sha256((run / "labels.db").read_bytes()).hexdigest()
-    for argv in (["label", str(run), "--accounts", str(labeling_accounts)], ["export", str(run), "--out", str(tmp_path / "l.parquet")],
-                 ["simulate-raters", str(run)]):
-        code, err = run_cli(capsys, *argv)
-        assert code == 2, argv
-        assert_one_sentence(err, "lacks the table(s) samples, ratings, skips, leases", "untouched")
+    assert_label_export_and_simulate_refuse(capsys, run, labeling_accounts, tmp_path / "l.parquet",
+                                            "lacks the table(s) samples, ratings, skips, leases", "untouched")
     assert hashlib.sha256((run / "labels.db").read_bytes()).hexdigest() == before
 
 
