@@ -46,6 +46,16 @@ def timed(parts: dict[str, list[float]], name: str, work):
     return result
 
 
+def measured(steps: int, one_step) -> dict[str, list[float]]:
+    """Each part's times over `steps` calls of `one_step(parts)`, after WARM_UP calls not kept."""
+    parts: dict[str, list[float]] = {}
+    for step in range(WARM_UP + steps):
+        if step == WARM_UP:
+            parts.clear()
+        one_step(parts)
+    return parts
+
+
 def unet_step_parts(steps: int) -> dict[str, list[float]]:
     pipeline = StableDiffusionPipeline.from_pretrained(resolve("shapes-tiny-sd"))
     vae, text_encoder, tokenizer = pipeline.vae.float(), pipeline.text_encoder, pipeline.tokenizer
@@ -58,10 +68,8 @@ def unet_step_parts(steps: int) -> dict[str, list[float]]:
     ema = EMAModel(unet.parameters(), decay=0.999)
     noise_scheduler = training_scheduler()
     optimizer = torch.optim.AdamW(unet.parameters(), lr=1e-4)
-    parts: dict[str, list[float]] = {}
-    for step in range(WARM_UP + steps):
-        if step == WARM_UP:
-            parts.clear()
+
+    def one_step(parts: dict[str, list[float]]) -> None:
         images, chosen = timed(parts, "render 32 scenes", lambda: render_batch(specs, rng, UNET_BATCH))
         with torch.no_grad(), bf16_autocast():
             posterior = timed(parts, "VAE encode", lambda: vae.encode(images).latent_dist)
@@ -79,7 +87,8 @@ def unet_step_parts(steps: int) -> dict[str, list[float]]:
 
         timed(parts, "UNet forward, backward, step", unet_pass)
         timed(parts, "EMA", lambda: ema.step(unet.parameters()))
-    return parts
+
+    return measured(steps, one_step)
 
 
 def clip_step_parts(steps: int) -> dict[str, list[float]]:
@@ -88,10 +97,8 @@ def clip_step_parts(steps: int) -> dict[str, list[float]]:
     tokenizer = open_clip.get_tokenizer("ViT-B-32")
     tokens = dict(zip([s.text for s in specs], tokenizer([s.text for s in specs])))
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
-    parts: dict[str, list[float]] = {}
-    for step in range(WARM_UP + steps):
-        if step == WARM_UP:
-            parts.clear()
+
+    def one_step(parts: dict[str, list[float]]) -> None:
         images, chosen = timed(parts, "render 128 scenes", lambda: render_batch(specs, rng, CLIP_BATCH))
         text = torch.stack([tokens[s.text] for s in chosen])
 
@@ -105,7 +112,8 @@ def clip_step_parts(steps: int) -> dict[str, list[float]]:
             optimizer.step()
 
         timed(parts, "CLIP forward, backward, step", clip_pass)
-    return parts
+
+    return measured(steps, one_step)
 
 
 def report(title: str, parts: dict[str, list[float]]) -> None:

@@ -22,7 +22,6 @@ About 0.2 s a step here for the shipped architecture; finished arms are reused.
 from __future__ import annotations
 
 import argparse
-import shutil
 import time
 from pathlib import Path
 
@@ -31,7 +30,7 @@ from diffusers import StableDiffusionPipeline, UNet2DConditionModel
 
 from align.evaluation.paired_arms import compare, compare_runs, print_versus_baseline
 from align.models import resolve
-from align.shapes.pretrain import SEED, THREADS, UNET_LR, train_unet
+from align.shapes.pretrain import SEED, THREADS, UNET_LR, save_with_unet, train_unet
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -62,12 +61,7 @@ def trained_pipeline(out: Path, start: str | dict, steps: int, peak_lr: float) -
     unet = train_unet(out / "work", steps, pipeline.vae, pipeline.text_encoder, pipeline.tokenizer,
                       start=unet, peak_lr=peak_lr)
     print(f"{out.name}: {steps} steps in {time.perf_counter() - began:.0f} s", flush=True)
-    partial = out / "tiny-sd.partial"
-    shutil.rmtree(partial, ignore_errors=True)
-    shutil.copytree(shipped, partial)
-    shutil.rmtree(partial / "unet")
-    unet.to(torch.float16).save_pretrained(partial / "unet")  # stored as the shipped UNet is
-    partial.rename(pipeline_dir)
+    save_with_unet(Path(shipped), unet, pipeline_dir)
     return pipeline_dir
 
 

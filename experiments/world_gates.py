@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import argparse
 import random
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -40,7 +39,7 @@ from align.evaluation import paired
 from align.evaluation.paired_arms import SEEN_SEED, UNSEEN_SEED, cli
 from align.finetune.clean_data import pretraining_captions
 from align.generation.prompts import load_prompts
-from align.shapes.pretrain import THREADS, train_unet
+from align.shapes.pretrain import THREADS, save_with_unet, train_unet
 from align.shapes.prompts import CATEGORIES
 from reward_models.metrics import within_prompt_roc_auc
 
@@ -76,12 +75,7 @@ def continued(weights: Path, out: Path, steps: int, peak_lr: float) -> Path:
     pipeline = StableDiffusionPipeline.from_pretrained(weights / "tiny-sd")
     unet = train_unet(out / f"plus-{steps}" / "work", steps, pipeline.vae, pipeline.text_encoder, pipeline.tokenizer,
                       start=pipeline.unet, peak_lr=peak_lr, captions=pretraining_captions(str(weights / "tiny-sd")))
-    partial = pipeline_dir.with_name("tiny-sd.partial")
-    shutil.rmtree(partial, ignore_errors=True)
-    shutil.copytree(weights / "tiny-sd", partial)
-    shutil.rmtree(partial / "unet")
-    unet.to(torch.float16).save_pretrained(partial / "unet")  # stored as the pretraining command stores it
-    partial.rename(pipeline_dir)
+    save_with_unet(weights / "tiny-sd", unet, pipeline_dir)
     return pipeline_dir
 
 

@@ -74,12 +74,9 @@ def clean_batch(pipeline, prompts, size: int, rng: random.Random,
     """Fresh renders of random training prompts, as latents, with their captions under `captions` (the
     prompts themselves under exact captions; drawn as in pretraining, rare pairs rarely, otherwise)."""
     specs = [parse_prompt(p.text) for p in prompts]
-    if captions.is_exact and not captions.rare_pairs:
-        chosen = [rng.choice(specs) for _ in range(size)]
-        texts = [spec.text for spec in chosen]
-    else:
-        chosen = rng.choices(specs, [captions.weight(spec) for spec in specs], k=size)
-        texts = [captions.caption(spec, rng)[0] for spec in chosen]
+    weights = captions.prompt_weights(specs)
+    chosen = rng.choices(specs, weights, k=size) if weights else [rng.choice(specs) for _ in range(size)]
+    texts = captions.texts(chosen, rng)
     pixels = np.stack([np.asarray(render(scene_for(spec, rng))) for spec in chosen])
     images = torch.from_numpy(pixels).permute(0, 3, 1, 2).float() / 255
     side = native_image_size(pipeline)

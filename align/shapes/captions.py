@@ -68,6 +68,17 @@ class CaptionModel(Checked):
         """How often, relative to the others, a scene is drawn for this prompt."""
         return self.rare_share if [spec.color, spec.shape] in self.rare_pairs else 1.0
 
+    def prompt_weights(self, specs: list[PromptSpec]) -> list[float] | None:
+        """Each prompt's draw weight, or None when every prompt is drawn alike (no rare pairs)."""
+        return [self.weight(spec) for spec in specs] if self.rare_pairs else None
+
+    def texts(self, chosen: list[PromptSpec], rng: random.Random) -> list[str]:
+        """The captions of scenes drawn for `chosen`: under exact captions the prompts' own text, drawing
+        nothing from `rng` (so the exact recipe draws as it always did)."""
+        if self.is_exact:
+            return [spec.text for spec in chosen]
+        return [self.caption(spec, rng)[0] for spec in chosen]
+
     def caption(self, spec: PromptSpec, rng: random.Random) -> tuple[str, str]:
         """A scene of `spec`'s caption, and which mistake it holds (EXACT for none)."""
         draw, mistake = rng.random(), EXACT

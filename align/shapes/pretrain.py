@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import json
 import random
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -97,25 +98,11 @@ def bf16_autocast() -> torch.autocast:
     return torch.autocast("cpu", dtype=torch.bfloat16, enabled=native)
 
 
-class Captioner:
-    """The captions of training scenes: a prompt's own text under exact captions (drawing nothing, so the
-    exact recipe's weights stay as they were), else the caption model's, from a random stream of its own."""
-
-    def __init__(self, model: CaptionModel, seed: int):
-        self.model, self.rng = model, random.Random(seed)
-        self.weights = [model.weight(spec) for spec in training_specs()] if model.rare_pairs else None
-
-    def __call__(self, chosen: list[PromptSpec]) -> list[str]:
-        if self.model.is_exact:
-            return [spec.text for spec in chosen]
-        return [self.model.caption(spec, self.rng)[0] for spec in chosen]
-
-
 def train_clip(out: Path, steps: int, captions: CaptionModel = CaptionModel()) -> open_clip.CLIP:
     torch.manual_seed(SEED)
     rng = random.Random(SEED)
     specs = training_specs()
-    captioner = Captioner(captions, SEED + 10)
+    prompt_weights, caption_rng = captions.prompt_weights(specs), random.Random(SEED + 10)  # captions from a stream of their own
     model = open_clip.CLIP(**TINY_CLIP_CONFIG)
     tokenizer = open_clip.get_tokenizer("ViT-B-32")  # the real CLIP BPE, 77 tokens
     tokens: dict[str, torch.Tensor] = {}
@@ -125,9 +112,9 @@ def train_clip(out: Path, steps: int, captions: CaptionModel = CaptionModel()) -
     schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, CLIP_LR, total_steps=steps, pct_start=0.05)
     model.train()
     for _ in tqdm(range(steps), desc="tiny CLIP"):
-        images, chosen = render_batch(specs, rng, CLIP_BATCH, captioner.weights)
+        images, chosen = render_batch(specs, rng, CLIP_BATCH, prompt_weights)
         images = ((images + 1) / 2 - mean) / std
-        texts = captioner(chosen)
+        texts = captions.texts(chosen, caption_rng)
         if new := sorted(set(texts) - tokens.keys()):
             tokens.update(zip(new, tokenizer(new)))
         text = torch.stack([tokens[t] for t in texts])
@@ -199,7 +186,7 @@ def train_unet(work: Path, steps: int, vae: AutoencoderKL, text_encoder: CLIPTex
     torch.manual_seed(SEED + 2)
     rng = random.Random(SEED + 2)
     specs = training_specs()
-    captioner = Captioner(captions, SEED + 12)
+    prompt_weights, caption_rng = captions.prompt_weights(specs), random.Random(SEED + 12)  # captions from a stream of their own
     with torch.no_grad():  # the text encoder is frozen: each caption embedded once, the prompts' all at once
         exact = [spec.text for spec in specs] + [""]
         ids = tokenizer(exact, padding="max_length", max_length=tokenizer.model_max_length, return_tensors="pt")
@@ -223,11 +210,11 @@ def train_unet(work: Path, steps: int, vae: AutoencoderKL, text_encoder: CLIPTex
     unet.train()
     progress = tqdm(range(steps), desc="tiny UNet")
     for _ in progress:
-        images, chosen = render_batch(specs, rng, UNET_BATCH, captioner.weights)
+        images, chosen = render_batch(specs, rng, UNET_BATCH, prompt_weights)
         with torch.no_grad(), bf16_autocast():
             posterior = vae.encode(images).latent_dist
         latents = posterior.sample(generator).float() * scale
-        rows = ["" if rng.random() < EMPTY_CAPTION_RATE else text for text in captioner(chosen)]
+        rows = ["" if rng.random() < EMPTY_CAPTION_RATE else text for text in captions.texts(chosen, caption_rng)]
         noise = torch.randn(latents.shape, generator=generator)
         timesteps = torch.randint(0, noise_scheduler.config.num_train_timesteps, (len(rows),), generator=generator)
         noisy = noise_scheduler.add_noise(latents, noise, timesteps)
@@ -269,6 +256,17 @@ def assemble_pipeline(out: Path, work: Path, vae, unet, text_encoder, tokenizer)
     pipeline.save_pretrained(out / "tiny-sd")
     for name in ("vocab.json", "merges.txt"):  # what a slow CLIPTokenizer (transformers 4) reads
         (out / "tiny-sd" / "tokenizer" / name).write_bytes((work / "tokenizer" / name).read_bytes())
+
+
+def save_with_unet(source: Path, unet: UNet2DConditionModel, pipeline_dir: Path) -> None:
+    """Write `pipeline_dir`: the pipeline directory `source` with `unet` in place of its own, stored in fp16
+    as assemble_pipeline stores it; written beside and then renamed, so a stopped run leaves no half pipeline."""
+    partial = pipeline_dir.with_name(pipeline_dir.name + ".partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    shutil.copytree(source, partial)
+    shutil.rmtree(partial / "unet")
+    unet.to(torch.float16).save_pretrained(partial / "unet")
+    partial.rename(pipeline_dir)
 
 
 def load_clip(out: Path) -> open_clip.CLIP:
