@@ -4,8 +4,10 @@
 
 Hypotheses (the fine-tuning issue, item 4: "an under-trained UNet", "cross-attention only at
 low resolution"), both tested with the strongest signal there is, the pretraining stage itself
-(`align/shapes/pretrain.py`'s loss, EMA and one-cycle schedule on fresh clean renders of
-training prompts with their true captions, 32 an optimizer step):
+(`align/shapes/pretrain.py`'s loss, EMA and schedule on fresh clean renders of training prompts
+with their true captions, 32 an optimizer step; the results in docs/research/unet-pretraining.md
+were measured with the one-cycle schedule of that time, commit a3825c7 and before, and the
+pretraining stage now holds its rate constant after a warm-up, so a rerun differs):
 
 1. Under-trained: going on from the shipped UNet raises seen alignment within a few thousand
    steps. If it does not, the model sits where its architecture and data put it, and no
@@ -35,7 +37,7 @@ from align.shapes.pretrain import SEED, THREADS, UNET_LR, save_with_unet, train_
 ROOT = Path(__file__).resolve().parent.parent
 
 EVERY_LEVEL_ATTENTION = {"down_block_types": ["CrossAttnDownBlock2D"] * 3, "up_block_types": ["CrossAttnUpBlock2D"] * 3}
-ARMS = {  # name: (start: the shipped UNet, or a fresh one with these config changes; optimizer steps; peak lr)
+ARMS = {  # name: (start: the shipped UNet, or a fresh one with these config changes; optimizer steps; lr)
     "+1000 steps, lr 1e-4": ("shipped", 1000, 1e-4),
     "+4000 steps, lr 1e-4": ("shipped", 4000, 1e-4),
     "from scratch, 3000 steps": ({}, 3000, UNET_LR),
@@ -43,7 +45,7 @@ ARMS = {  # name: (start: the shipped UNet, or a fresh one with these config cha
 }
 
 
-def trained_pipeline(out: Path, start: str | dict, steps: int, peak_lr: float) -> Path:
+def trained_pipeline(out: Path, start: str | dict, steps: int, lr: float) -> Path:
     """A pipeline directory: the shipped one with its UNet trained `steps` further, or replaced by
     a fresh UNet of the shipped config with `start`'s changes, trained `steps`."""
     pipeline_dir = out / "tiny-sd"
@@ -59,7 +61,7 @@ def trained_pipeline(out: Path, start: str | dict, steps: int, peak_lr: float) -
         unet = UNet2DConditionModel.from_config({**pipeline.unet.config, **start})
     began = time.perf_counter()
     unet = train_unet(out / "work", steps, pipeline.vae, pipeline.text_encoder, pipeline.tokenizer,
-                      start=unet, peak_lr=peak_lr)
+                      start=unet, lr=lr)
     print(f"{out.name}: {steps} steps in {time.perf_counter() - began:.0f} s", flush=True)
     save_with_unet(Path(shipped), unet, pipeline_dir)
     return pipeline_dir
@@ -71,9 +73,9 @@ def main() -> None:
     parser.add_argument("--arms", nargs="*", help="only these arms (default: all)")
     args = parser.parse_args()
     models: dict[str, Path | None] = {"baseline": None}
-    for arm, (start, steps, peak_lr) in ARMS.items():
+    for arm, (start, steps, lr) in ARMS.items():
         if not args.arms or arm in args.arms:
-            models[arm] = trained_pipeline(args.out / arm, start, steps, peak_lr)
+            models[arm] = trained_pipeline(args.out / arm, start, steps, lr)
     print_versus_baseline(compare(args.out, models), [m for m in models if m != "baseline"])
     fresh = [arm for arm in models if arm in ARMS and ARMS[arm][0] != "shipped"]
     if len(fresh) == 2:  # the two architectures paired with each other, on the images drawn above

@@ -110,3 +110,25 @@ def test_online_rounds_from_fixed_labels_are_refused(tmp_path, labels, capsys):
     assert main(["finetune", "--config", RWR, "--out", str(out), *args]) == 2
     assert "rwr.resample_every draws fresh samples from the current model" in capsys.readouterr().err
     assert not out.exists()
+
+
+def test_the_control_arm_weighs_every_sample_alike_so_its_update_ignores_the_ratings(tmp_path, labels):
+    """rwr.weights=equal is the feedback removed: the labels shuffled across the training prompts' images (the
+    same mean) leave its LoRA bit-identical, where the reward-weighted run's changes."""
+    shuffled = tmp_path / "shuffled.parquet"
+    frame = pd.read_parquet(labels)
+    trained = frame["prompt"] != HELDOUT_PROMPT
+    frame.loc[trained, "label"] = frame.loc[trained, "label"].sample(frac=1.0, random_state=3).to_numpy()
+    frame.to_parquet(shuffled)
+    finals = {}
+    for weights in ("equal", "reward"):
+        for name, path in (("labels", labels), ("shuffled", shuffled)):
+            out = tmp_path / f"{weights}-{name}"
+            args = quick(tmp_path, *SMALL, "prompts=train", "rwr.source=labels", f"rwr.labels={path}", "eval.every=0",
+                         f"rwr.weights={weights}")
+            assert main(["finetune", "--config", RWR, "--out", str(out), *args]) == 0
+            finals[weights, name] = lora_weights(out)
+    control, shuffled_control = finals["equal", "labels"], finals["equal", "shuffled"]
+    assert all(torch.equal(control[k], shuffled_control[k]) for k in control)
+    method, shuffled_method = finals["reward", "labels"], finals["reward", "shuffled"]
+    assert any(not torch.equal(method[k], shuffled_method[k]) for k in method)

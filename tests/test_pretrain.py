@@ -11,7 +11,7 @@ from diffusers import StableDiffusionPipeline
 from safetensors.torch import load_file
 
 from align.models import resolve
-from align.shapes.pretrain import main, train_unet
+from align.shapes.pretrain import UnetCheckpoints, main, train_unet
 
 
 @pytest.fixture(autouse=True)
@@ -40,7 +40,7 @@ def test_quick_pretraining_is_deterministic_and_loadable(tmp_path):
 def test_the_unet_stage_goes_on_from_a_given_unet(tmp_path):
     pipeline = StableDiffusionPipeline.from_pretrained(resolve("shapes-tiny-sd"))
     before = {name: tensor.clone() for name, tensor in pipeline.unet.state_dict().items()}
-    unet = train_unet(tmp_path, 2, pipeline.vae, pipeline.text_encoder, pipeline.tokenizer, start=pipeline.unet, peak_lr=0.0)
+    unet = train_unet(tmp_path, 2, pipeline.vae, pipeline.text_encoder, pipeline.tokenizer, start=pipeline.unet, lr=0.0)
     assert all(torch.equal(before[name], tensor) for name, tensor in unet.state_dict().items())  # a fresh UNet would differ
 
 
@@ -56,3 +56,14 @@ def test_quick_pretraining_on_loose_captions_keeps_its_caption_model_beside_the_
     err = capsys.readouterr().err.strip()
     assert exited.value.code == 2 and "unknown colour 'crimson'" in err and "\n" not in err
     assert not (tmp_path / "never").exists()
+
+
+def test_the_unet_stage_resumes_from_its_checkpoint_bit_for_bit(tmp_path):
+    pipeline = StableDiffusionPipeline.from_pretrained(resolve("shapes-tiny-sd"))
+    parts = (pipeline.vae, pipeline.text_encoder, pipeline.tokenizer)
+    straight = train_unet(tmp_path / "straight", 4, *parts)
+    train_unet(tmp_path / "stopped", 2, *parts, checkpoint_every=2)  # a run stopped after its checkpoint at step 2
+    resumed = train_unet(tmp_path / "stopped", 4, *parts, checkpoint_every=2, resume=True)
+    assert UnetCheckpoints(tmp_path / "stopped" / "unet-checkpoints").steps() == [2, 4]
+    expected = straight.state_dict()
+    assert all(torch.equal(expected[name], tensor) for name, tensor in resumed.state_dict().items())

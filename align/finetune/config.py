@@ -76,6 +76,9 @@ class RwrSettings(Checked):
     source: Literal["generate", "labels"] = "generate"  # weights from the reward of fresh samples, or human labels
     labels: str | None = None  # labels.parquet from `t2i-align export` (source: labels)
     images_per_prompt: int = field(default=4, metadata={"min": 1})  # source: generate
+    # reward: each sample weighed by its reward (Lee et al.); equal: every sample by the dataset's mean
+    # weight, the control arm without feedback (same samples, steps and clean-data term, same loss scale)
+    weights: Literal["reward", "equal"] = "reward"
     # source: generate. k > 0: every k epochs, fresh samples from the current model are scored and
     # replace the dataset (online RWR: expert iteration / RAFT); 0: one dataset from the starting model
     resample_every: int = field(default=0, metadata={"min": 0})

@@ -1,7 +1,8 @@
 """Deterministic pretraining of the shipped tiny models on renders of training prompts.
 
-    python -m align.shapes.pretrain --out align/shapes/weights        # all stages, ~43 min on 2 cores
+    python -m align.shapes.pretrain --out align/shapes/weights        # all stages, ~95 min on 2 cores
     python -m align.shapes.pretrain --out DIR --stages unet           # redo one stage
+    python -m align.shapes.pretrain --out DIR --stages unet --resume  # go on from the UNet's last checkpoint
     python -m align.shapes.pretrain --out DIR --captions configs/shapes/captions.yaml  # loose captions
 
 Stages, each on fresh renders of training-split prompts only (held-out combinations are
@@ -12,7 +13,8 @@ weights as captions.yaml (the pre-training term of fine-tuning draws from the sa
   vae    AutoencoderKL, 64x64 images to 16x16x4 latents, with its latent scaling factor;
          L1 + L2 with object pixels weighed up, plus L1 on image gradients for sharp corners;
   unet   UNet2DConditionModel on the frozen, converted CLIP text tower, epsilon prediction
-         with min-SNR weighting, 10% empty captions for classifier-free guidance, EMA;
+         with min-SNR weighting, 10% empty captions for classifier-free guidance, a warmed-up
+         constant learning rate and EMA, a resumable checkpoint every 1,000 steps;
 then the Stable Diffusion pipeline directory is assembled with a CLIPTokenizer built from
 open_clip's BPE file and a DDIM scheduler. Seeds fix every random draw; with the same torch
 version and thread count the weights are the same bit for bit.
@@ -60,6 +62,8 @@ VAE_BATCH, VAE_LR = 32, 2e-3
 OBJECT_PIXEL_WEIGHT = 10.0  # objects cover ~10% of a scene; weigh them up so their colours are learnt
 EDGE_WEIGHT = 5.0  # L1 on image gradients: keeps corners sharp, so diamonds don't decode as circles
 UNET_BATCH, UNET_LR = 32, 5e-4
+UNET_WARMUP = 500  # steps of linear warm-up, then the rate stays constant
+EMA_DECAY = 0.9995  # an average over about the last 2,000 steps: the plateau gate's unit
 EMPTY_CAPTION_RATE = 0.1
 MIN_SNR_GAMMA = 5.0
 
@@ -68,10 +72,11 @@ MIN_SNR_GAMMA = 5.0
 class Steps:
     clip: int = 1000
     vae: int = 2000
-    unet: int = 7500
+    unet: int = 15000
+    checkpoint_every: int = 1000  # the UNet stage's: to resume, and for the learning curve
 
 
-QUICK = Steps(clip=3, vae=3, unet=3)  # for tests of the command itself
+QUICK = Steps(clip=3, vae=3, unet=3, checkpoint_every=0)  # for tests of the command itself
 
 
 def training_specs() -> list[PromptSpec]:
@@ -181,8 +186,14 @@ def edge_error(reconstruction: torch.Tensor, images: torch.Tensor) -> torch.Tens
 
 
 def train_unet(work: Path, steps: int, vae: AutoencoderKL, text_encoder: CLIPTextModel, tokenizer: CLIPTokenizer,
-               start: UNet2DConditionModel | None = None, peak_lr: float = UNET_LR, captions: CaptionModel = CaptionModel()):
-    """Train a fresh tiny UNet, or `start`: the shipped one further, or another architecture (experiments/unet_pretraining.py)."""
+               start: UNet2DConditionModel | None = None, lr: float = UNET_LR, captions: CaptionModel = CaptionModel(),
+               checkpoint_every: int = 0, resume: bool = False):
+    """Train a fresh tiny UNet, or `start`: the shipped one further, or another architecture (experiments/unet_pretraining.py).
+
+    The learning rate warms up, then stays constant: "N more steps" is then the same recipe run longer, and the
+    EMA weights of a checkpoint every `checkpoint_every` steps trace the learning curve (experiments/world_gates.py --curve).
+    With `resume`, training goes on from the latest checkpoint in work/unet-checkpoints/, bit for bit as if never stopped.
+    """
     torch.manual_seed(SEED + 2)
     rng = random.Random(SEED + 2)
     specs = training_specs()
@@ -200,16 +211,20 @@ def train_unet(work: Path, steps: int, vae: AutoencoderKL, text_encoder: CLIPTex
         return torch.stack([embeddings[t] for t in texts])
 
     unet = start if start is not None else tiny_unet(text_encoder.config.hidden_size)
-    ema = EMAModel(unet.parameters(), decay=0.999, model_cls=UNet2DConditionModel, model_config=unet.config)
+    ema = EMAModel(unet.parameters(), decay=EMA_DECAY, model_cls=UNet2DConditionModel, model_config=unet.config)
     noise_scheduler = training_scheduler()
     snr = noise_scheduler.alphas_cumprod / (1 - noise_scheduler.alphas_cumprod)
-    optimizer = torch.optim.AdamW(unet.parameters(), lr=peak_lr, weight_decay=1e-2)
-    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, peak_lr, total_steps=steps, pct_start=0.03)
+    optimizer = torch.optim.AdamW(unet.parameters(), lr=lr, weight_decay=1e-2)
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: min(1.0, (step + 1) / UNET_WARMUP))
     generator = torch.Generator().manual_seed(SEED + 2)
     scale = vae.config.scaling_factor
+    checkpoints = UnetCheckpoints(work / "unet-checkpoints")
+    state = {"unet": unet, "ema": ema, "optimizer": optimizer, "schedule": schedule}
+    randomness = {"rng": rng, "caption_rng": caption_rng, "generator": generator}
+    done = checkpoints.restore_latest(state, randomness) if resume else 0
     unet.train()
-    progress = tqdm(range(steps), desc="tiny UNet")
-    for _ in progress:
+    progress = tqdm(range(done, steps), desc="tiny UNet", initial=done, total=steps)
+    for step in progress:
         images, chosen = render_batch(specs, rng, UNET_BATCH, prompt_weights)
         with torch.no_grad(), bf16_autocast():
             posterior = vae.encode(images).latent_dist
@@ -228,10 +243,58 @@ def train_unet(work: Path, steps: int, vae: AutoencoderKL, text_encoder: CLIPTex
         schedule.step()
         ema.step(unet.parameters())
         progress.set_postfix(loss=f"{loss.item():.4f}")
+        if checkpoint_every and (step + 1) % checkpoint_every == 0:
+            checkpoints.save(step + 1, state, randomness)
     ema.copy_to(unet.parameters())
     unet.eval()
     unet.save_pretrained(work / "unet")
     return unet
+
+
+class UnetCheckpoints:
+    """The UNet stage's resumable state, one file a checkpoint: weights, EMA, optimizer, schedule and every
+    random stream, written beside and renamed, so a run killed while saving leaves the previous one whole."""
+
+    def __init__(self, folder: Path):
+        self.folder = folder
+
+    def path(self, step: int) -> Path:
+        return self.folder / f"step-{step:06d}.pt"
+
+    def steps(self) -> list[int]:
+        return sorted(int(path.stem.removeprefix("step-")) for path in self.folder.glob("step-*.pt"))
+
+    def save(self, step: int, state: dict, randomness: dict) -> None:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        payload = {name: part.state_dict() for name, part in state.items() if name != "unet"}
+        payload["unet"] = state["unet"].state_dict()
+        payload["random"] = {"rng": randomness["rng"].getstate(), "caption_rng": randomness["caption_rng"].getstate(),
+                             "generator": randomness["generator"].get_state(), "torch": torch.get_rng_state()}
+        payload["step"] = step
+        partial = self.path(step).with_suffix(".partial")
+        torch.save(payload, partial)
+        partial.rename(self.path(step))
+
+    def restore_latest(self, state: dict, randomness: dict) -> int:
+        """Load the latest checkpoint into `state` and `randomness`; the number of steps it had done (0: none)."""
+        if not (steps := self.steps()):
+            return 0
+        payload = torch.load(self.path(steps[-1]), weights_only=False)  # our own file: it holds Python RNG states
+        for name, part in state.items():
+            part.load_state_dict(payload[name])
+        randomness["rng"].setstate(payload["random"]["rng"])
+        randomness["caption_rng"].setstate(payload["random"]["caption_rng"])
+        randomness["generator"].set_state(payload["random"]["generator"])
+        torch.set_rng_state(payload["random"]["torch"])
+        return payload["step"]
+
+    def ema_unet(self, step: int, config: dict) -> UNet2DConditionModel:
+        """The EMA weights of the checkpoint after `step` steps, as a UNet (what the stage would ship there)."""
+        unet = UNet2DConditionModel.from_config(config)
+        ema = EMAModel(unet.parameters(), decay=EMA_DECAY, model_cls=UNet2DConditionModel, model_config=unet.config)
+        ema.load_state_dict(torch.load(self.path(step), weights_only=False)["ema"])
+        ema.copy_to(unet.parameters())
+        return unet.eval()
 
 
 def assemble_pipeline(out: Path, work: Path, vae, unet, text_encoder, tokenizer) -> None:
@@ -280,6 +343,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--work", type=Path, default=Path("build/pretrain"), help="fp32 stage outputs")
     parser.add_argument("--stages", default="clip,vae,unet", help="comma-separated subset of clip,vae,unet")
     parser.add_argument("--quick", action="store_true", help="3 steps per stage, to test the command")
+    parser.add_argument("--resume", action="store_true", help="the UNet stage goes on from its latest checkpoint in --work")
     parser.add_argument("--captions", type=Path, default=None,
                         help="caption model YAML (configs/shapes/captions.yaml: loose, web-like); default exact captions")
     args = parser.parse_args(argv)
@@ -301,7 +365,8 @@ def main(argv: list[str] | None = None) -> None:
     text_encoder = text_encoder_from_open_clip(clip)
     vae = train_vae(work, steps.vae) if "vae" in stages else AutoencoderKL.from_pretrained(work / "vae")
     unet = (
-        train_unet(work, steps.unet, vae, text_encoder, tokenizer, captions=captions)
+        train_unet(work, steps.unet, vae, text_encoder, tokenizer, captions=captions,
+                   checkpoint_every=steps.checkpoint_every, resume=args.resume)
         if "unet" in stages
         else UNet2DConditionModel.from_pretrained(work / "unet")
     )
