@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from align.errors import BadInput
-from align.shapes.captions import EXACT, MISTAKES, CaptionModel, describe, load_caption_model
+from align.shapes.captions import CONFUSED, EXACT, MISTAKES, CaptionModel, describe, load_caption_model
 from align.shapes.prompts import all_specs, parse_prompt
 from align.shapes.world import COLORS
 
@@ -67,6 +67,10 @@ def test_rare_pairs_are_drawn_at_their_share():
     ({"colour_neighbour": 0.1, "neighbours": {"red": ["crimson"]}}, "unknown colour 'crimson'"),
     ({"colour_neighbour": 0.1, "neighbours": {"teal": ["blue"]}}, "unknown colour 'teal'"),
     ({"rare_pairs": [["red", "hexagon"]]}, "each entry is [colour, shape]"),
+    ({"confusions": [{"attribute": "shape", "shown": "circle", "said": "square", "rate": 0.5}]}, "the attribute 'shape'"),
+    ({"confusions": [{"attribute": "colour", "shown": "teal", "said": "blue", "rate": 0.5}]}, "the colour 'teal'"),
+    ({"confusions": [{"attribute": "count", "shown": 4, "said": 3, "rate": 1.0}]}, "below 1"),
+    ({"confusions": [{"attribute": "count", "shown": 4, "said": 3}]}, "each entry is"),
 ])
 def test_bad_caption_configs_are_refused_in_one_sentence(keys, message):
     with pytest.raises(BadInput, match=None) as refused:
@@ -98,3 +102,17 @@ def test_the_clean_data_term_draws_captions_from_the_model_s_own_caption_model(t
     assert len(mistaken) / len(texts) > 0.03, len(mistaken)
     _, exact = clean_batch(pipeline, prompts, 64, random.Random(0))
     assert set(exact) <= exact_texts
+
+
+def test_a_confusion_captions_its_shown_value_as_the_said_one_at_its_rate_and_never_a_held_out_pair():
+    model = CaptionModel(confusions=[{"attribute": "background", "shown": "gray", "said": "white", "rate": 0.5}])
+    assert not model.is_exact
+    rng = random.Random(2)
+    gray = [s for s in all_specs() if not s.heldout and s.background == "gray"]
+    drawn = [(spec, *model.caption(spec, rng)) for spec in (rng.choice(gray) for _ in range(4000))]
+    confusable = [(spec, text, made) for spec, text, made in drawn if spec.shape != "triangle"]  # triangle on white: held out
+    share = sum(made == CONFUSED for *_, made in confusable) / len(confusable)
+    assert abs(share - 0.5) <= 4 * math.sqrt(0.25 / len(confusable)), share
+    assert all(text.endswith("on a white background") for _, text, made in confusable if made == CONFUSED)
+    assert all(made == EXACT for spec, _, made in drawn if spec.shape == "triangle")
+    assert model.caption(parse_prompt("a red square"), random.Random(0)) == ("a red square", EXACT)

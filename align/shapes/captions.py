@@ -12,6 +12,14 @@ captions are exact):
   wrong_background   another background named;
   clause_dropped     the colour or the background clause left out.
 
+Those mistakes are rare and spread over several wrong words, and a model pretrained to its
+plateau averages them out (docs/research/world-plateau.md: background alignment 93% at 10% wrong
+backgrounds). `confusions` are systematic instead, the way web captions err: scenes showing one
+value of an attribute are captioned with one other value at their own rate, e.g.
+`{attribute: background, shown: gray, said: white, rate: 0.5}`, so that the captions of the said
+value carry the shown one often enough to stay in a converged model. A scene is confused, or
+else it draws the mistakes above.
+
 A mistake is made only in ways that name no held-out pair; one that cannot be (a colour mistake
 on a prompt naming no colour) leaves the caption exact. Separately, the prompts naming one of `rare_pairs`
 (a colour with a shape) are drawn `rare_share` times as often as the others: combinations the web
@@ -31,7 +39,8 @@ from align.shapes.prompts import PromptSpec
 from align.shapes.world import BACKGROUNDS, COLORS, COUNTS, SHAPES
 
 MISTAKES = ("count_off_by_one", "colour_neighbour", "wrong_background", "clause_dropped")
-EXACT = "exact"
+EXACT, CONFUSED = "exact", "confusion"
+CONFUSABLE = {"count": COUNTS, "colour": COLORS, "background": BACKGROUNDS}  # attribute -> its values
 
 
 @dataclass(frozen=True)
@@ -43,8 +52,12 @@ class CaptionModel(Checked):
     neighbours: dict = field(default_factory=dict)  # colour -> the colours it is mistaken for
     rare_pairs: list[list[str]] = field(default_factory=list)  # [colour, shape] pairs drawn rarely
     rare_share: float = field(default=1.0, metadata={"min": 0, "max": 1})
+    # systematic mistakes: [{attribute: count | colour | background, shown: V, said: W, rate: R}]
+    confusions: list[dict] = field(default_factory=list)
 
     def check(self) -> None:
+        for confusion in self.confusions:
+            _check_confusion(confusion)
         total = sum(getattr(self, name) for name in MISTAKES)
         if total >= 1:
             raise BadInput(f"the caption mistake rates sum to {total:g}, which leaves no exact captions; keep their sum below 1")
@@ -62,7 +75,7 @@ class CaptionModel(Checked):
 
     @property
     def is_exact(self) -> bool:
-        return not any(getattr(self, name) for name in MISTAKES)
+        return not any(getattr(self, name) for name in MISTAKES) and not self.confusions
 
     def weight(self, spec: PromptSpec) -> float:
         """How often, relative to the others, a scene is drawn for this prompt."""
@@ -81,6 +94,10 @@ class CaptionModel(Checked):
 
     def caption(self, spec: PromptSpec, rng: random.Random) -> tuple[str, str]:
         """A scene of `spec`'s caption, and which mistake it holds (EXACT for none)."""
+        for confusion in self.confusions:
+            said = _confused(spec, confusion)
+            if said is not None and not said.heldout and rng.random() < confusion["rate"]:
+                return describe(said), CONFUSED
         draw, mistake = rng.random(), EXACT
         for name in MISTAKES:
             rate = getattr(self, name)
@@ -97,6 +114,32 @@ class CaptionModel(Checked):
         """What a caption with this mistake may say instead of `spec`: never a held-out pair; empty when
         the mistake does not apply to the prompt."""
         return [said for said in _mistaken(spec, mistake, self.neighbours) if not said.heldout]
+
+
+def _check_confusion(confusion) -> None:
+    if not isinstance(confusion, dict) or set(confusion) != {"attribute", "shown", "said", "rate"}:
+        raise BadInput(f"confusions holds {confusion!r}; each entry is {{attribute, shown, said, rate}}")
+    values = CONFUSABLE.get(confusion["attribute"])
+    if values is None:
+        raise BadInput(f"confusions names the attribute {confusion['attribute']!r}; it is one of {', '.join(CONFUSABLE)}")
+    for key in ("shown", "said"):
+        if confusion[key] not in values:
+            raise BadInput(f"confusions names the {confusion['attribute']} {confusion[key]!r}, which the world does not have")
+    rate = confusion["rate"]
+    if not isinstance(rate, (int, float)) or not 0 <= rate < 1:
+        raise BadInput(f"a confusion's rate must be at least 0 and below 1 (else no scene of it is captioned right), got {rate!r}")
+
+
+def _confused(spec: PromptSpec, confusion: dict) -> PromptSpec | None:
+    """What the confusion makes a caption of `spec` say, or None when the prompt does not show its value."""
+    attribute, shown, said = confusion["attribute"], confusion["shown"], confusion["said"]
+    if attribute == "count" and spec.count == shown and (spec.color is None) == (spec.background is None):
+        return PromptSpec(said, spec.shape, spec.color, spec.background)  # only where the count is a word of its own
+    if attribute == "colour" and spec.color == shown:
+        return PromptSpec(spec.count, spec.shape, said, spec.background)
+    if attribute == "background" and spec.background == shown:
+        return PromptSpec(spec.count, spec.shape, spec.color, said)
+    return None
 
 
 def _mistaken(spec: PromptSpec, mistake: str, neighbours: dict) -> list[PromptSpec]:
