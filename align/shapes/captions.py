@@ -133,8 +133,8 @@ def _check_confusion(confusion) -> None:
 def _confused(spec: PromptSpec, confusion: dict) -> PromptSpec | None:
     """What the confusion makes a caption of `spec` say, or None when the prompt does not show its value."""
     attribute, shown, said = confusion["attribute"], confusion["shown"], confusion["said"]
-    if attribute == "count" and spec.count == shown and (spec.color is None) == (spec.background is None):
-        return PromptSpec(said, spec.shape, spec.color, spec.background)  # only where the count is a word of its own
+    if attribute == "count" and spec.count == shown and _count_is_said(spec):
+        return PromptSpec(said, spec.shape, spec.color, spec.background)
     if attribute == "colour" and spec.color == shown:
         return PromptSpec(spec.count, spec.shape, said, spec.background)
     if attribute == "background" and spec.background == shown:
@@ -142,10 +142,16 @@ def _confused(spec: PromptSpec, confusion: dict) -> PromptSpec | None:
     return None
 
 
+def _count_is_said(spec: PromptSpec) -> bool:
+    """Whether the prompt names its count as a word of its own: in "a red square" and "a square on a white
+    background" the count is part of the grammar, so a count mistake cannot be made there."""
+    return (spec.color is None) == (spec.background is None)
+
+
 def _mistaken(spec: PromptSpec, mistake: str, neighbours: dict) -> list[PromptSpec]:
     if mistake == "count_off_by_one":
-        if (spec.color is None) != (spec.background is None):
-            return []  # "a red square", "a square on a white background": the count is part of the grammar
+        if not _count_is_said(spec):
+            return []
         return [PromptSpec(n, spec.shape, spec.color, spec.background) for n in (spec.count - 1, spec.count + 1) if n in COUNTS]
     if mistake == "colour_neighbour":
         return [PromptSpec(spec.count, spec.shape, c, spec.background) for c in neighbours.get(spec.color, [])]

@@ -266,8 +266,7 @@ class UnetCheckpoints:
 
     def save(self, step: int, state: dict, randomness: dict) -> None:
         self.folder.mkdir(parents=True, exist_ok=True)
-        payload = {name: part.state_dict() for name, part in state.items() if name != "unet"}
-        payload["unet"] = state["unet"].state_dict()
+        payload = {name: part.state_dict() for name, part in state.items()}
         payload["random"] = {"rng": randomness["rng"].getstate(), "caption_rng": randomness["caption_rng"].getstate(),
                              "generator": randomness["generator"].get_state(), "torch": torch.get_rng_state()}
         payload["step"] = step
