@@ -3,6 +3,7 @@ pretraining would not improve, and does feedback fix it?
 
     python experiments/world_gates.py --weights align/shapes/weights --out runs/world/gates   # all gates, ~35 min
     python experiments/world_gates.py --weights DIR --plateau-steps 0 --no-responsiveness     # headroom only, ~4 min
+    python experiments/world_gates.py --weights DIR --plateau-steps 0 --rwr train.lr=3e-4     # a variant of the RWR arms, ~16 min
 
 `--weights` is a folder the pretraining command wrote (tiny-sd/ and tiny-clip/). Its pipeline
 draws a seen sample stratified by category (every training prompt of the count, colour and
@@ -15,7 +16,10 @@ per check, each with its 95% interval (a bootstrap over prompts, align/evaluatio
   - best-of-4 with the oracle picking gains at least 15 points on seen prompts (the sampler still
     draws aligned images): a prompt counts as aligned when any of its 4 images is;
   - CLIP score's within-prompt ROC-AUC against the oracle on seen prompts, per category: reported,
-    to compare with the exact-caption CLIP's 0.905.
+    to compare with the exact-caption CLIP's 0.905;
+  - for each of the caption model's confusions, the share of the seen gap in images that fail only
+    on the confused attribute of a prompt naming the confused-to value: together, the most of the
+    gap that undoing the confusions can close (reported).
 
 Then the per-category table, and two more gates:
 
@@ -28,7 +32,7 @@ Then the per-category table, and two more gates:
     weight, so fine-tuning on the images that are right, with the loose-caption clean-data term;
     the full UNet at lr 1e-4 (the issue's probe). It must close at least 30% of the seen gap,
     the lower end of its interval above 15%, and its control, the same run with every sample
-    weighed alike (rwr.weights=equal), gain less than a third of that (OUT/responsiveness/).
+    weighed alike (control=true), gain less than a third of that (OUT/responsiveness/).
 
 With `--curve WORK --curve-steps 6000,10000`, the pretraining run's own learning curve comes
 first: the EMA weights of those UNet checkpoints (WORK/unet-checkpoints, one every 1,000 steps)
@@ -51,8 +55,9 @@ from align.evaluation import paired
 from align.evaluation.paired_arms import SEEN_SEED, UNSEEN_SEED, cli, shipped
 from align.finetune.clean_data import pretraining_captions
 from align.generation.prompts import load_prompts
+from align.shapes.captions import CaptionModel
 from align.shapes.pretrain import THREADS, UnetCheckpoints, save_with_unet, train_unet
-from align.shapes.prompts import CATEGORIES
+from align.shapes.prompts import CATEGORIES, parse_prompt
 from reward_models.metrics import within_prompt_roc_auc
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -161,11 +166,42 @@ def line(name: str, estimate: paired.Estimate, verdict: str) -> str:
     return f"{name:<58} {estimate.value:7.3f} {interval:<18} {verdict}"
 
 
-def responsiveness(weights: Path, out: Path, seen: pd.DataFrame) -> list[str]:
-    """The gate's lines: the share of the seen gap RWR with the oracle closes, and its control's."""
+CONFUSED_FIELD = {"count": "count", "colour": "color", "background": "background"}  # a confusion's attribute -> PromptSpec's
+
+
+def confusion_share(seen: pd.DataFrame, captions: CaptionModel) -> list[str]:
+    """For each of the caption model's confusions, the seen gap's share in images whose prompt names the
+    confused-to value and that fail on that attribute alone: together, the most of the gap that undoing
+    the confusions can close (the rest is the model's own skill)."""
+    checks = ["count_ok", "shape_ok", "color_ok", "background_ok"]
+    ok = seen[checks].astype("boolean").fillna(True).astype(bool)  # a check the prompt does not ask for passes
+    parsed = seen["parseable"].astype("boolean").fillna(False).astype(bool)
+    failed = len(seen) - seen["aligned"].sum()
+    lines, total = [], 0
+    for confusion in captions.confusions:
+        field = CONFUSED_FIELD[confusion["attribute"]]
+        names_it = seen["prompt"].map(lambda text: getattr(parse_prompt(text), field) == confusion["said"])
+        only = names_it & parsed & ~ok[f"{field}_ok"] & ok.drop(columns=f"{field}_ok").all(axis=1)
+        total += int(only.sum())
+        lines.append(line(f"confusion {confusion['shown']} said {confusion['said']}: share of the seen gap",
+                          paired.Estimate(only.sum() / failed, None, None), f"{int(only.sum())} images, reported"))
+    lines.append(line("confusions together: the most undoing them closes", paired.Estimate(total / failed, None, None),
+                      f"{total} of {int(failed)} failed images, reported"))
+    return lines
+
+
+def variant_suffix(overrides: list[str]) -> str:
+    """What names a variant's runs and gates file: "" for the gate itself, "-train.lr_3e-4" for a variant."""
+    return "".join(f"-{override.replace('=', '_')}" for override in overrides)
+
+
+def responsiveness(weights: Path, out: Path, seen: pd.DataFrame, extra: list[str]) -> list[str]:
+    """The gate's lines: the share of the seen gap RWR with the oracle closes, and its control's; `extra`
+    overrides both arms' RWR settings (their runs are then named after them)."""
     closed = {}
-    for arm, overrides in (("feedback", RESPONSIVENESS_RUN), ("control", [*RESPONSIVENESS_RUN, "rwr.weights=equal"])):
-        after = drawn_and_judged(weights, out, "seen", pipeline=fine_tuned(weights, out, arm, overrides))
+    run = [*RESPONSIVENESS_RUN, *extra]
+    for arm, overrides in (("feedback", run), ("control", [*run, "control=true"])):
+        after = drawn_and_judged(weights, out, "seen", pipeline=fine_tuned(weights, out, arm + variant_suffix(extra), overrides))
         assert list(after["prompt"]) == list(seen["prompt"]), "the models must draw the same prompts and seeds"
         closed[arm] = paired.gap_closed(seen["aligned"], after["aligned"], seen["prompt"])
     method, control = closed["feedback"], closed["control"]
@@ -184,6 +220,8 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=None, help="default: WEIGHTS-gates")
     parser.add_argument("--plateau-steps", type=int, default=2000, help="the plateau gate's more steps (0: not measured)")
     parser.add_argument("--no-responsiveness", action="store_true", help="leave the responsiveness gate out")
+    parser.add_argument("--rwr", nargs="*", default=[], metavar="KEY=VALUE",
+                        help="overrides of both responsiveness arms' RWR run, e.g. train.lr=3e-4 (a variant, not the gate)")
     parser.add_argument("--curve", type=Path, default=None, help="the pretraining run's --work folder: its learning curve")
     parser.add_argument("--curve-steps", default="", help="comma-separated checkpoint steps of the curve, e.g. 6000,10000")
     args = parser.parse_args()
@@ -217,6 +255,7 @@ def main() -> None:
         unseen_text = f"{theirs['aligned'].mean():.1%}" if len(theirs) else "no prompts"
         table.append(f"| {category} | {alignment.value:.1%} [{alignment.low:.1%}, {alignment.high:.1%}] | {unseen_text}"
                      f" | {auc.value:.3f} [{auc.low:.3f}, {auc.high:.3f}] |")
+    lines += confusion_share(seen, pretraining_captions(str(args.weights / "tiny-sd")))
     if args.plateau_steps:
         more = continued(args.weights, out, args.plateau_steps)
         after = drawn_and_judged(args.weights, out, "seen", pipeline=more)
@@ -226,13 +265,13 @@ def main() -> None:
         lines.append(line(f"plateau: seen alignment after {args.plateau_steps} more steps (change < 2 points, covers 0)",
                           change, "pass" if flat else "FAIL"))
     if not args.no_responsiveness:
-        lines += responsiveness(args.weights, out, seen)
+        lines += responsiveness(args.weights, out, seen, args.rwr)
     overall_auc = auc_interval(seen)
     lines.append(line("CLIP within-prompt AUC, seen, all categories", overall_auc,
                       "clearly worse than 0.905" if overall_auc.high is not None and overall_auc.high < EXACT_CAPTION_CLIP_AUC
                       else "not clearly worse than 0.905"))
     print("\n".join(["", *lines, "", *table]))
-    (out / "gates.txt").write_text("\n".join([*lines, "", *table]) + "\n")
+    (out / f"gates{variant_suffix(args.rwr)}.txt").write_text("\n".join([*lines, "", *table]) + "\n")
 
 
 if __name__ == "__main__":

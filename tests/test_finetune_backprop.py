@@ -88,3 +88,20 @@ def test_bad_input(extra, words, reward_dir, tmp_path, capsys):
     err = refused(capsys, "--config", BACKPROP, "--out", str(tmp_path / "out"), *backprop(tmp_path, reward_dir, *extra))
     assert words in err
     assert not (tmp_path / "out").exists()
+
+
+def test_the_control_arm_s_update_ignores_the_reward_s_gradient(tmp_path):
+    """control=true samples and steps alike with the reward's gradient off: redness and its negation leave its
+    LoRA bit-identical, where reward backpropagation's differ."""
+    finals = {}
+    for control in ("true", "false"):
+        for sign in (1, -1):
+            differentiable = lambda images, prompts, sign=sign: sign * redness(images, prompts)
+            reward_fn = lambda images, prompts, metadata, d=differentiable: d(images, prompts).detach().cpu()
+            reward_fn.differentiable = differentiable
+            config = load_config(FinetuneConfig, BACKPROP, quick(tmp_path, "epochs=1", f"control={control}", "backprop.max_steps=2",
+                                                                 "eval.every=0", "eval.oracle=false", "eval.fidelity=false"))
+            train(config, tmp_path / f"{control}{sign}", reward_fn, None)
+            finals[control, sign] = lora_weights(tmp_path / f"{control}{sign}")
+    assert all(torch.equal(finals["true", 1][k], finals["true", -1][k]) for k in finals["true", 1])
+    assert any(not torch.equal(finals["false", 1][k], finals["false", -1][k]) for k in finals["false", 1])

@@ -68,6 +68,8 @@ def test_group_size_that_does_not_divide_the_epoch(tmp_path, capsys):
         assert "sampling.group_size" in err and "divide the 4 samples" in err
     assert "group_size=0" in refused(capsys, "--config", DDPO, "--out", str(tmp_path / "out"),
                                      *quick(tmp_path, "sampling.group_size=2", "backend=trl"))
+    assert "no control arm" in refused(capsys, "--config", DDPO, "--out", str(tmp_path / "out"),
+                                       *quick(tmp_path, "control=true", "backend=trl"))
     assert not (tmp_path / "out").exists()
 
 

@@ -117,3 +117,22 @@ def test_grouped_sampling_draws_each_prompt_group_size_times(tmp_path):
     constant = lambda images, prompts, metadata: torch.zeros(len(images))
     history = train(config, tmp_path / "flat", constant, None)["history"]
     assert [h["reward/flat_groups"] for h in history[1:]] == [2, 2]
+
+
+def test_the_control_arm_s_update_ignores_the_rewards(tmp_path):
+    """control=true is the feedback removed: rewards reversed leave its LoRA bit-identical, where DDPO's changes."""
+    from align.config import load_config
+    from align.finetune.config import FinetuneConfig
+    from align.finetune.ddpo import train
+
+    redness = lambda images, prompts, metadata: (images[:, 0] - images[:, 1:].mean(1)).mean(dim=(1, 2))
+    reversed_ = lambda images, prompts, metadata: -redness(images, prompts, metadata)
+    finals = {}
+    for control in ("true", "false"):
+        for name, reward_fn in (("redness", redness), ("reversed", reversed_)):
+            config = load_config(FinetuneConfig, DDPO, quick(tmp_path, "epochs=1", f"control={control}", "eval.every=0",
+                                                             "eval.oracle=false", "eval.fidelity=false"))
+            train(config, tmp_path / f"{control}-{name}", reward_fn, None)
+            finals[control, name] = lora_weights(tmp_path / f"{control}-{name}")
+    assert all(torch.equal(finals["true", "redness"][k], finals["true", "reversed"][k]) for k in finals["true", "redness"])
+    assert any(not torch.equal(finals["false", "redness"][k], finals["false", "reversed"][k]) for k in finals["false", "redness"])

@@ -113,7 +113,7 @@ def test_online_rounds_from_fixed_labels_are_refused(tmp_path, labels, capsys):
 
 
 def test_the_control_arm_weighs_every_sample_alike_so_its_update_ignores_the_ratings(tmp_path, labels):
-    """rwr.weights=equal is the feedback removed: the labels shuffled across the training prompts' images (the
+    """control=true is the feedback removed: the labels shuffled across the training prompts' images (the
     same mean) leave its LoRA bit-identical, where the reward-weighted run's changes."""
     shuffled = tmp_path / "shuffled.parquet"
     frame = pd.read_parquet(labels)
@@ -121,14 +121,14 @@ def test_the_control_arm_weighs_every_sample_alike_so_its_update_ignores_the_rat
     frame.loc[trained, "label"] = frame.loc[trained, "label"].sample(frac=1.0, random_state=3).to_numpy()
     frame.to_parquet(shuffled)
     finals = {}
-    for weights in ("equal", "reward"):
+    for arm in ("true", "false"):
         for name, path in (("labels", labels), ("shuffled", shuffled)):
-            out = tmp_path / f"{weights}-{name}"
+            out = tmp_path / f"{arm}-{name}"
             args = quick(tmp_path, *SMALL, "prompts=train", "rwr.source=labels", f"rwr.labels={path}", "eval.every=0",
-                         f"rwr.weights={weights}")
+                         f"control={arm}")
             assert main(["finetune", "--config", RWR, "--out", str(out), *args]) == 0
-            finals[weights, name] = lora_weights(out)
-    control, shuffled_control = finals["equal", "labels"], finals["equal", "shuffled"]
+            finals[arm, name] = lora_weights(out)
+    control, shuffled_control = finals["true", "labels"], finals["true", "shuffled"]
     assert all(torch.equal(control[k], shuffled_control[k]) for k in control)
-    method, shuffled_method = finals["reward", "labels"], finals["reward", "shuffled"]
+    method, shuffled_method = finals["false", "labels"], finals["false", "shuffled"]
     assert any(not torch.equal(method[k], shuffled_method[k]) for k in method)

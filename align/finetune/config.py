@@ -76,9 +76,6 @@ class RwrSettings(Checked):
     source: Literal["generate", "labels"] = "generate"  # weights from the reward of fresh samples, or human labels
     labels: str | None = None  # labels.parquet from `t2i-align export` (source: labels)
     images_per_prompt: int = field(default=4, metadata={"min": 1})  # source: generate
-    # reward: each sample weighed by its reward (Lee et al.); equal: every sample by the dataset's mean
-    # weight, the control arm without feedback (same samples, steps and clean-data term, same loss scale)
-    weights: Literal["reward", "equal"] = "reward"
     # source: generate. k > 0: every k epochs, fresh samples from the current model are scored and
     # replace the dataset (online RWR: expert iteration / RAFT); 0: one dataset from the starting model
     resample_every: int = field(default=0, metadata={"min": 0})
@@ -138,6 +135,10 @@ class FinetuneConfig(Checked):
     save_every: int = field(default=1, metadata={"min": 0})  # epochs between checkpoints; 0: none
     keep_checkpoints: int = field(default=2, metadata={"min": 0})
     mixed_precision: Literal["no", "fp16", "bf16"] = "no"
+    # The method's control arm: the same samples, steps and regularisers with the feedback removed (RWR: every
+    # sample weighs the dataset's mean weight; DDPO: zero advantages; reward backpropagation: the reward's
+    # gradient off). A method's gain counts only beyond its control's.
+    control: bool = False
     log_with: Literal["tensorboard", "wandb"] = "tensorboard"
     reward: RewardSettings = field(default_factory=RewardSettings)
     lora: LoraSettings = field(default_factory=LoraSettings)
@@ -218,6 +219,8 @@ class FinetuneConfig(Checked):
 
         if self.method != "ddpo":
             raise BadInput("backend: trl runs DDPO only (TRL's DDPOTrainer); use method: ddpo or backend: t2i-align")
+        if self.control:
+            raise BadInput("backend: trl has no control arm; set control=false or use backend: t2i-align")
         if self.train.kl_coef:
             raise BadInput("backend: trl has no KL penalty; set train.kl_coef=0 or use backend: t2i-align")
         if self.sampling.group_size:

@@ -2,7 +2,8 @@
 
 1. sample trajectories with DDIM (eta > 0) keeping every latent and per-step log-probability;
 2. score the final images with the reward function;
-3. normalise rewards per prompt (stat buffer) into advantages;
+3. normalise rewards within each group of k images of a prompt (or per prompt, over a stat buffer)
+   into advantages; the control arm (`control: true`) sets them to zero, so only the KL term trains;
 4. for `inner_epochs` passes over the samples, on a random `timestep_fraction` of each
    trajectory's steps (of those from `timestep_first` to `timestep_last`), minimise the PPO clipped objective, optionally plus a KL penalty towards
    the starting model (DPOK, Fan et al. 2023).
@@ -88,6 +89,8 @@ def train(config: FinetuneConfig, out: Path, reward_fn, resume_from: Path | None
         else:
             advantages, flat_groups = tracker.update(all_prompts, rewards), None
         samples["advantages"] = torch.as_tensor(advantages, dtype=torch.float32).clamp(-tr.adv_clip_max, tr.adv_clip_max)
+        if config.control:  # the feedback removed: every image as good as its group
+            samples["advantages"] = torch.zeros_like(samples["advantages"])
 
         # 4. PPO on this process's slice of each global minibatch
         run.unet.train()

@@ -10,7 +10,9 @@ truncation: sometimes the early, high-noise steps that decide the layout get gra
 max = K is DRaFT-K); steps before the last K run without gradient. -log sigmoid is bounded
 below: once the reward is sure an image is aligned, its gradient fades instead of pushing the
 logit on forever (reward hacking). The pre-training term (clean_data.py) keeps the model near
-clean scenes. The reward must be differentiable: the learned reward (rewards.py).
+clean scenes. The reward must be differentiable: the learned reward (rewards.py). The control arm
+(`control: true`) samples and steps alike with the reward's gradient off: only the pre-training
+term trains.
 
 Draws are keyed by (seed, epoch, global sample index), as in DDPO, so N processes take the same
 steps as one and a resumed run repeats an uninterrupted one.
@@ -80,7 +82,8 @@ def train(config: FinetuneConfig, out: Path, reward_fn, resume_from: Path | None
                         clean, captions = clean_batch(pipeline, shapes_prompts, s.batch_size, random.Random(g.initial_seed()),
                                                       clean_captions)
                         pretrain = denoising_loss(run.unet, noise_scheduler, clean, embed(captions), g).mean()
-                total = loss + bp.pretrain_beta * pretrain
+                # the control arm keeps the graph, and so the time, with the reward's gradient off
+                total = loss * (0.0 if config.control else 1.0) + bp.pretrain_beta * pretrain
                 run.optimizer_step(total)
             stats.append({"reward": rewards.detach().cpu(), "train/loss": total.item(), "train/reward_loss": loss.item(),
                           "train/pretrain_loss": pretrain.item(), "train/backprop_steps": float(k)})

@@ -7,7 +7,7 @@ The weights w come from human labels directly (the mean thumbs-up of each image 
 labels.parquet) or from the reward of fresh samples of the starting model, as a probability that
 the image is aligned, as Lee et al. weigh: the learned reward's sigmoid (its head is trained as a
 logistic classifier of thumbs up), the oracle's 0 / 1 verdict; CLIP score, which is no
-probability, is min-max scaled to [0, 1]. With `rwr.weights: equal` every sample weighs the
+probability, is min-max scaled to [0, 1]. With `control: true` every sample weighs the
 dataset's mean weight instead: the control arm, the same samples, steps and clean-data term with
 the feedback removed. The clean data is the pre-training distribution: in the shapes world, fresh renders of
 training prompts captioned as the model's pretraining data was (the stand-in for LAION).
@@ -122,7 +122,7 @@ def build_dataset(config: FinetuneConfig, pipeline, reward_fn, accelerator, roun
     else:
         prompts, images, weights = _from_samples(config, pipeline, reward_fn, accelerator, round_)
     latents = torch.cat([encode(pipeline, images[i : i + 64]) for i in range(0, len(images), 64)])
-    if config.rwr.weights == "equal":  # the control arm: the feedback removed, the loss's scale kept
+    if config.control:  # the control arm: the feedback removed, the loss's scale kept
         weights = torch.full_like(weights, weights.float().mean().item())
     return {"latents": latents.cpu(), "weights": weights.float(), "prompts": prompts}
 
