@@ -25,8 +25,11 @@ def scheduler():
     return scheduler
 
 
-@pytest.mark.parametrize("index", [0, 10, 19])  # first, middle and last step (final alpha)
-def test_ddim_step_is_diffusers_step_with_its_log_probability(scheduler, index):
+# first, middle and last step (final alpha) of the deployment sampler's 20 steps, and of a training
+# sampler with half as many (denoising reduction: training samples with fewer steps than inference)
+@pytest.mark.parametrize("steps, index", [(20, 0), (20, 10), (20, 19), (10, 0), (10, 5), (10, 9)])
+def test_ddim_step_is_diffusers_step_with_its_log_probability(scheduler, steps, index):
+    scheduler.set_timesteps(steps)
     torch.manual_seed(0)
     x_t, eps, noise = torch.randn(3, 2, 4, 16, 16)
     t = scheduler.timesteps[index]
