@@ -55,7 +55,7 @@ from align.evaluation import paired
 from align.evaluation.paired_arms import SEEN_SEED, UNSEEN_SEED, cli, shipped
 from align.finetune.clean_data import pretraining_captions
 from align.generation.prompts import load_prompts
-from align.shapes.captions import CaptionModel
+from align.shapes.captions import CONFUSED_FIELD, CaptionModel
 from align.shapes.pretrain import THREADS, UnetCheckpoints, save_with_unet, train_unet
 from align.shapes.prompts import CATEGORIES, parse_prompt
 from reward_models.metrics import within_prompt_roc_auc
@@ -164,9 +164,6 @@ def auc_interval(part: pd.DataFrame, resamples: int = 1000, seed: int = 0) -> pa
 def line(name: str, estimate: paired.Estimate, verdict: str) -> str:
     interval = f"[{estimate.low:.3f}, {estimate.high:.3f}]" if estimate.low is not None else "[no interval]"
     return f"{name:<58} {estimate.value:7.3f} {interval:<18} {verdict}"
-
-
-CONFUSED_FIELD = {"count": "count", "colour": "color", "background": "background"}  # a confusion's attribute -> PromptSpec's
 
 
 def confusion_share(seen: pd.DataFrame, captions: CaptionModel) -> list[str]:

@@ -30,7 +30,7 @@ prompt's literal meaning.
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from align.config import Checked, load_config
@@ -41,6 +41,7 @@ from align.shapes.world import BACKGROUNDS, COLORS, COUNTS, SHAPES
 MISTAKES = ("count_off_by_one", "colour_neighbour", "wrong_background", "clause_dropped")
 EXACT, CONFUSED = "exact", "confusion"
 CONFUSABLE = {"count": COUNTS, "colour": COLORS, "background": BACKGROUNDS}  # attribute -> its values
+CONFUSED_FIELD = {"count": "count", "colour": "color", "background": "background"}  # a confusion's attribute -> PromptSpec's
 
 
 @dataclass(frozen=True)
@@ -132,14 +133,10 @@ def _check_confusion(confusion) -> None:
 
 def _confused(spec: PromptSpec, confusion: dict) -> PromptSpec | None:
     """What the confusion makes a caption of `spec` say, or None when the prompt does not show its value."""
-    attribute, shown, said = confusion["attribute"], confusion["shown"], confusion["said"]
-    if attribute == "count" and spec.count == shown and _count_is_said(spec):
-        return PromptSpec(said, spec.shape, spec.color, spec.background)
-    if attribute == "colour" and spec.color == shown:
-        return PromptSpec(spec.count, spec.shape, said, spec.background)
-    if attribute == "background" and spec.background == shown:
-        return PromptSpec(spec.count, spec.shape, spec.color, said)
-    return None
+    field_name = CONFUSED_FIELD[confusion["attribute"]]
+    if getattr(spec, field_name) != confusion["shown"] or (field_name == "count" and not _count_is_said(spec)):
+        return None
+    return replace(spec, **{field_name: confusion["said"]})
 
 
 def _count_is_said(spec: PromptSpec) -> bool:
