@@ -21,7 +21,8 @@ per check, each with its 95% interval (a bootstrap over prompts, align/evaluatio
     on the confused attribute of a prompt naming the confused-to value: together, the most of the
     gap that undoing the confusions can close (reported).
 
-Then the per-category table, and two more gates:
+Then the per-category table, the count table (alignment and count accuracy by the number of objects a
+seen prompt asks for: where the model's own skill ends), and two more gates:
 
   - plateau (`--plateau-steps N`, default 2,000): the UNet goes on pretraining N more steps with
     the recipe itself (align/shapes/pretrain.py: loss, warm-up then constant rate, EMA, the weights'
@@ -187,6 +188,16 @@ def confusion_share(seen: pd.DataFrame, captions: CaptionModel) -> list[str]:
     return lines
 
 
+def count_table(seen: pd.DataFrame) -> list[str]:
+    """Seen alignment and count accuracy by the number of objects the prompt asks for."""
+    asked = seen["prompt"].map(lambda text: parse_prompt(text).count)
+    count_right = seen["count_ok"].astype("boolean").fillna(False).astype(float)
+    table = ["| objects asked | images | aligned | count right |", "|---|---|---|---|"]
+    for n, part in seen.groupby(asked):
+        table.append(f"| {n} | {len(part)} | {part['aligned'].mean():.1%} | {count_right[part.index].mean():.1%} |")
+    return table
+
+
 def variant_suffix(overrides: list[str]) -> str:
     """What names a variant's runs and gates file: "" for the gate itself, "-train.lr_3e-4" for a variant."""
     return "".join(f"-{override.replace('=', '_')}" for override in overrides)
@@ -267,8 +278,9 @@ def main() -> None:
     lines.append(line("CLIP within-prompt AUC, seen, all categories", overall_auc,
                       "clearly worse than 0.905" if overall_auc.high is not None and overall_auc.high < EXACT_CAPTION_CLIP_AUC
                       else "not clearly worse than 0.905"))
-    print("\n".join(["", *lines, "", *table]))
-    (out / f"gates{variant_suffix(args.rwr)}.txt").write_text("\n".join([*lines, "", *table]) + "\n")
+    tables = [*table, "", *count_table(seen)]
+    print("\n".join(["", *lines, "", *tables]))
+    (out / f"gates{variant_suffix(args.rwr)}.txt").write_text("\n".join([*lines, "", *tables]) + "\n")
 
 
 if __name__ == "__main__":
