@@ -29,9 +29,9 @@ seen prompt asks for: where the model's own skill ends), and two more gates:
     own caption model), draws the same prompts and seeds, and the paired difference in seen
     alignment must stay under 2 points with its interval covering zero (OUT/plus-N/tiny-sd);
   - responsiveness: one round of RWR (configs/shapes/rwr.yaml) on the model's own samples, 7 of
-    each of the 251 training prompts (1,757, under the issue's 2,000), the oracle's 0 / 1 verdict as
+    each training prompt (1,757 in the 251-prompt world, under the issue's 2,000), the oracle's 0 / 1 verdict as
     weight, so fine-tuning on the images that are right, with the loose-caption clean-data term;
-    the full UNet at lr 1e-4 (the issue's probe). It must close at least 30% of the seen gap,
+    the full UNet, 12 passes at lr 3e-4. It must close at least 30% of the seen gap,
     the lower end of its interval above 15%, and its control, the same run with every sample
     weighed alike (control=true), gain less than a third of that (OUT/responsiveness/).
 
@@ -68,8 +68,10 @@ CATEGORY_CEILING = 0.90
 BEST_OF_GAIN = 0.15
 COMBINATIONS_SEEN = 50
 RESPONSIVE_GAP_CLOSED, RESPONSIVE_LOWER_END = 0.30, 0.15
-RESPONSIVENESS_RUN = ["reward.kind=oracle", "rwr.images_per_prompt=7", "lora.enabled=false", "train.lr=1e-4",
-                      "epochs=8", "eval.every=0", "eval.fidelity=false"]
+# 12 passes at lr 3e-4, not loose-v3's 8 at 1e-4, whose arms could not be told apart (docs/research/world-confusions.md):
+# the issue's probe, which undid a bias, passed over each approved image about 40 times.
+RESPONSIVENESS_RUN = ["reward.kind=oracle", "rwr.images_per_prompt=7", "lora.enabled=false", "train.lr=3e-4",
+                      "epochs=12", "eval.every=0", "eval.fidelity=false"]
 EXACT_CAPTION_CLIP_AUC = 0.905  # the first world's tiny CLIP, seen prompts (docs/research/finetune-targets.md)
 
 
