@@ -3,7 +3,7 @@ pretraining would not improve, and does feedback fix it?
 
     python experiments/world_gates.py --weights align/shapes/weights --out runs/world/gates   # all gates, ~35 min
     python experiments/world_gates.py --weights DIR --plateau-steps 0 --no-responsiveness     # headroom only, ~4 min
-    python experiments/world_gates.py --weights DIR --plateau-steps 0 --rwr train.lr=3e-4     # a variant of the RWR arms, ~16 min
+    python experiments/world_gates.py --weights DIR --plateau-steps 0 --rwr train.lr=1e-4     # a variant of the RWR arms, ~16 min
 
 `--weights` is a folder the pretraining command wrote (tiny-sd/ and tiny-clip/). Its pipeline
 draws a seen sample stratified by category (every training prompt of the count, colour and
@@ -201,7 +201,7 @@ def count_table(seen: pd.DataFrame) -> list[str]:
 
 
 def variant_suffix(overrides: list[str]) -> str:
-    """What names a variant's runs and gates file: "" for the gate itself, "-train.lr_3e-4" for a variant."""
+    """What names a variant's runs and gates file: "" for the gate itself, "-train.lr_1e-4" for a variant."""
     return "".join(f"-{override.replace('=', '_')}" for override in overrides)
 
 
@@ -231,7 +231,7 @@ def main() -> None:
     parser.add_argument("--plateau-steps", type=int, default=2000, help="the plateau gate's more steps (0: not measured)")
     parser.add_argument("--no-responsiveness", action="store_true", help="leave the responsiveness gate out")
     parser.add_argument("--rwr", nargs="*", default=[], metavar="KEY=VALUE",
-                        help="overrides of both responsiveness arms' RWR run, e.g. train.lr=3e-4 (a variant, not the gate)")
+                        help="overrides of both responsiveness arms' RWR run, e.g. train.lr=1e-4 (a variant, not the gate)")
     parser.add_argument("--curve", type=Path, default=None, help="the pretraining run's --work folder: its learning curve")
     parser.add_argument("--curve-steps", default="", help="comma-separated checkpoint steps of the curve, e.g. 6000,10000")
     args = parser.parse_args()
