@@ -51,12 +51,14 @@ import numpy as np
 import pandas as pd
 import torch
 from diffusers import StableDiffusionPipeline, UNet2DConditionModel
+from PIL import Image
 
 from align.evaluation import paired
 from align.evaluation.paired_arms import SEEN_SEED, UNSEEN_SEED, cli, shipped
 from align.finetune.clean_data import pretraining_captions
 from align.generation.prompts import load_prompts
 from align.shapes.captions import CONFUSED_FIELD, CaptionModel
+from align.shapes.oracle import parse_image
 from align.shapes.pretrain import THREADS, UnetCheckpoints, save_with_unet, train_unet
 from align.shapes.prompts import CATEGORIES, parse_prompt
 from reward_models.metrics import within_prompt_roc_auc
@@ -86,7 +88,15 @@ def drawn_and_judged(weights: Path, out: Path, split: str, pipeline: Path | None
         cli("evaluate", "--run", str(images), "--overwrite", f"clip_model=local-dir:{weights / 'tiny-clip'}")
     scores = pd.read_parquet(images / "scores.parquet")
     scores["aligned"] = scores["aligned"].fillna(False).astype(float)  # an image the oracle cannot parse is not aligned
+    paths = pd.read_parquet(images / "samples.parquet").set_index("id")["image_path"]
+    scores["objects_drawn"] = [objects_drawn(Image.open(images / paths[id_])) for id_ in scores["id"]]
     return scores
+
+
+def objects_drawn(image: Image.Image) -> int | None:
+    """How many objects the oracle finds (None: no background, so no objects either)."""
+    parse = parse_image(image)
+    return len(parse.objects) if parse.background else None
 
 
 def continued(weights: Path, out: Path, steps: int) -> Path:
@@ -169,34 +179,45 @@ def line(name: str, estimate: paired.Estimate, verdict: str) -> str:
     return f"{name:<58} {estimate.value:7.3f} {interval:<18} {verdict}"
 
 
-def confusion_share(seen: pd.DataFrame, captions: CaptionModel) -> list[str]:
-    """For each of the caption model's confusions, the seen gap's share in images whose prompt names the
-    confused-to value and that fail on that attribute alone: together, the most of the gap that undoing
-    the confusions can close (the rest is the model's own skill)."""
+def confusion_failures(scores: pd.DataFrame, captions: CaptionModel) -> dict[str, int]:
+    """For each of the caption model's confusions, the images whose prompt names the confused-to value and
+    that fail on that attribute alone: the ones undoing the confusion can fix."""
     checks = ["count_ok", "shape_ok", "color_ok", "background_ok"]
-    ok = seen[checks].astype("boolean").fillna(True).astype(bool)  # a check the prompt does not ask for passes
-    parsed = seen["parseable"].astype("boolean").fillna(False).astype(bool)
-    failed = len(seen) - seen["aligned"].sum()
-    lines, total = [], 0
+    ok = scores[checks].astype("boolean").fillna(True).astype(bool)  # a check the prompt does not ask for passes
+    parsed = scores["parseable"].astype("boolean").fillna(False).astype(bool)
+    failures = {}
     for confusion in captions.confusions:
         field = CONFUSED_FIELD[confusion["attribute"]]
-        names_it = seen["prompt"].map(lambda text: getattr(parse_prompt(text), field) == confusion["said"])
+        names_it = scores["prompt"].map(lambda text: getattr(parse_prompt(text), field) == confusion["said"])
         only = names_it & parsed & ~ok[f"{field}_ok"] & ok.drop(columns=f"{field}_ok").all(axis=1)
-        total += int(only.sum())
-        lines.append(line(f"confusion {confusion['shown']} said {confusion['said']}: share of the seen gap",
-                          paired.Estimate(only.sum() / failed, None, None), f"{int(only.sum())} images, reported"))
+        failures[f"{confusion['shown']} said {confusion['said']}"] = int(only.sum())
+    return failures
+
+
+def confusion_share(seen: pd.DataFrame, captions: CaptionModel) -> list[str]:
+    """Each confusion's share of the seen gap in images it alone fails: together, the most of the gap that
+    undoing the confusions can close (the rest is the model's own skill)."""
+    failed = len(seen) - seen["aligned"].sum()
+    failures = confusion_failures(seen, captions)
+    lines = [line(f"confusion {name}: share of the seen gap", paired.Estimate(count / failed, None, None),
+                  f"{count} images, reported") for name, count in failures.items()]
+    total = sum(failures.values())
     lines.append(line("confusions together: the most undoing them closes", paired.Estimate(total / failed, None, None),
                       f"{total} of {int(failed)} failed images, reported"))
     return lines
 
 
 def count_table(seen: pd.DataFrame) -> list[str]:
-    """Seen alignment and count accuracy by the number of objects the prompt asks for."""
+    """Seen alignment, count accuracy and the objects drawn, by the number of objects the prompt asks for."""
     asked = seen["prompt"].map(lambda text: parse_prompt(text).count)
     count_right = seen["count_ok"].astype("boolean").fillna(False).astype(float)
-    table = ["| objects asked | images | aligned | count right |", "|---|---|---|---|"]
+    drawn = sorted(int(n) for n in seen["objects_drawn"].dropna().unique())
+    table = ["| objects asked | images | aligned | count right | " + " | ".join(f"drew {n}" for n in drawn) + " |",
+             "|---|---|---|---|" + "---|" * len(drawn)]
     for n, part in seen.groupby(asked):
-        table.append(f"| {n} | {len(part)} | {part['aligned'].mean():.1%} | {count_right[part.index].mean():.1%} |")
+        tally = part["objects_drawn"].value_counts()
+        table.append(f"| {n} | {len(part)} | {part['aligned'].mean():.1%} | {count_right[part.index].mean():.1%} | "
+                     + " | ".join(str(tally.get(k, 0)) for k in drawn) + " |")
     return table
 
 
@@ -206,14 +227,20 @@ def variant_suffix(overrides: list[str]) -> str:
 
 
 def responsiveness(weights: Path, out: Path, seen: pd.DataFrame, extra: list[str]) -> list[str]:
-    """The gate's lines: the share of the seen gap RWR with the oracle closes, and its control's; `extra`
-    overrides both arms' RWR settings (their runs are then named after them)."""
-    closed = {}
+    """The gate's lines: the share of the seen gap RWR with the oracle closes, and its control's, and the images
+    failing on a confusion alone before and after each arm; `extra` overrides both arms' RWR settings (their runs
+    are then named after them)."""
+    closed, undone = {}, []
+    captions = pretraining_captions(str(weights / "tiny-sd"))
+    before = confusion_failures(seen, captions)
     run = [*RESPONSIVENESS_RUN, *extra]
     for arm, overrides in (("feedback", run), ("control", [*run, "control=true"])):
         after = drawn_and_judged(weights, out, "seen", pipeline=fine_tuned(weights, out, arm + variant_suffix(extra), overrides))
         assert list(after["prompt"]) == list(seen["prompt"]), "the models must draw the same prompts and seeds"
         closed[arm] = paired.gap_closed(seen["aligned"], after["aligned"], seen["prompt"])
+        after_arm = confusion_failures(after, captions)
+        undone.append(f"images failing on a confusion alone, before -> after the {arm} arm: "
+                      + ", ".join(f"{name} {before[name]} -> {after_arm[name]}" for name in before))
     method, control = closed["feedback"], closed["control"]
     return [
         line("responsiveness: seen gap closed, oracle-weighted RWR (30%, low > 15%)", method,
@@ -221,6 +248,7 @@ def responsiveness(weights: Path, out: Path, seen: pd.DataFrame, extra: list[str
              else "FAIL"),
         line("responsiveness control: equal weights (under a third of that)", control,
              "pass" if method.value > 0 and control.value < method.value / 3 else "FAIL"),
+        *undone,
     ]
 
 
