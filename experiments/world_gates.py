@@ -21,8 +21,8 @@ per check, each with its 95% interval (a bootstrap over prompts, align/evaluatio
     on the confused attribute of a prompt naming the confused-to value: together, the most of the
     gap that undoing the confusions can close (reported).
 
-Then the per-category table, the count table (alignment and count accuracy by the number of objects a
-seen prompt asks for: where the model's own skill ends), and two more gates:
+Then the per-category table, the count table (alignment, count accuracy and the objects drawn by the
+number of objects a seen prompt asks for: where the model's own skill ends), and two more gates:
 
   - plateau (`--plateau-steps N`, default 2,000): the UNet goes on pretraining N more steps with
     the recipe itself (align/shapes/pretrain.py: loss, warm-up then constant rate, EMA, the weights'
@@ -33,12 +33,14 @@ seen prompt asks for: where the model's own skill ends), and two more gates:
     weight, so fine-tuning on the images that are right, with the loose-caption clean-data term;
     the full UNet, 12 passes at lr 3e-4. It must close at least 30% of the seen gap,
     the lower end of its interval above 15%, and its control, the same run with every sample
-    weighed alike (control=true), gain less than a third of that (OUT/responsiveness/).
+    weighed alike (control=true), gain less than a third of that (OUT/responsiveness/). For each
+    arm, the images failing on a confusion alone, before and after.
 
 With `--curve WORK --curve-steps 6000,10000`, the pretraining run's own learning curve comes
 first: the EMA weights of those UNet checkpoints (WORK/unet-checkpoints, one every 1,000 steps)
 draw the same seen sample, and each line gives its alignment and the paired difference against
-the weights'.
+the weights'. With `--against OTHER-GATES`, seen alignment is paired with another world's weights,
+whose gates drew the same prompts and seeds (a world change that keeps the prompts).
 """
 
 from __future__ import annotations
@@ -262,6 +264,8 @@ def main() -> None:
                         help="overrides of both responsiveness arms' RWR run, e.g. train.lr=1e-4 (a variant, not the gate)")
     parser.add_argument("--curve", type=Path, default=None, help="the pretraining run's --work folder: its learning curve")
     parser.add_argument("--curve-steps", default="", help="comma-separated checkpoint steps of the curve, e.g. 6000,10000")
+    parser.add_argument("--against", type=Path, default=None,
+                        help="another world's gates folder: seen alignment paired with its weights' on the same prompts and seeds")
     args = parser.parse_args()
     out = args.out or args.weights.with_name(args.weights.name + "-gates")
     out.mkdir(parents=True, exist_ok=True)
@@ -294,6 +298,11 @@ def main() -> None:
         table.append(f"| {category} | {alignment.value:.1%} [{alignment.low:.1%}, {alignment.high:.1%}] | {unseen_text}"
                      f" | {auc.value:.3f} [{auc.low:.3f}, {auc.high:.3f}] |")
     lines += confusion_share(seen, pretraining_captions(str(args.weights / "tiny-sd")))
+    if args.against:
+        theirs = pd.read_parquet(args.against / "seen" / "scores.parquet")
+        assert list(theirs["prompt"]) == list(seen["prompt"]), "the two worlds must draw the same prompts and seeds"
+        change = paired.difference(theirs["aligned"].fillna(False).astype(float), seen["aligned"], seen["prompt"])
+        lines.append(line(f"seen alignment minus {args.against.name}'s", change, "reported"))
     if args.plateau_steps:
         more = continued(args.weights, out, args.plateau_steps)
         after = drawn_and_judged(args.weights, out, "seen", pipeline=more)
