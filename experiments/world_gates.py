@@ -88,17 +88,21 @@ def drawn_and_judged(weights: Path, out: Path, split: str, pipeline: Path | None
         cli("generate", "--out", str(images), "--resume", f"prompts={prompts}", f"images_per_prompt={IMAGES_PER_PROMPT}",
             f"seed={seed}", f"model={pipeline or weights / 'tiny-sd'}")
         cli("evaluate", "--run", str(images), "--overwrite", f"clip_model=local-dir:{weights / 'tiny-clip'}")
+    return judged(images)
+
+
+def judged(images: Path) -> pd.DataFrame:
+    """The scores.parquet of a drawn and evaluated folder."""
     scores = pd.read_parquet(images / "scores.parquet")
     scores["aligned"] = scores["aligned"].fillna(False).astype(float)  # an image the oracle cannot parse is not aligned
-    paths = pd.read_parquet(images / "samples.parquet").set_index("id")["image_path"]
-    scores["objects_drawn"] = [objects_drawn(Image.open(images / paths[id_])) for id_ in scores["id"]]
     return scores
 
 
-def objects_drawn(image: Image.Image) -> int | None:
-    """How many objects the oracle finds (None: no background, so no objects either)."""
-    parse = parse_image(image)
-    return len(parse.objects) if parse.background else None
+def objects_drawn(images: Path, scores: pd.DataFrame) -> pd.Series:
+    """How many objects the oracle finds in each scored image (None: no background, so no objects either)."""
+    paths = pd.read_parquet(images / "samples.parquet").set_index("id")["image_path"]
+    parses = [parse_image(Image.open(images / paths[id_])) for id_ in scores["id"]]
+    return pd.Series([len(parse.objects) if parse.background else None for parse in parses], index=scores.index)
 
 
 def continued(weights: Path, out: Path, steps: int) -> Path:
@@ -209,15 +213,17 @@ def confusion_share(seen: pd.DataFrame, captions: CaptionModel) -> list[str]:
     return lines
 
 
-def count_table(seen: pd.DataFrame) -> list[str]:
-    """Seen alignment, count accuracy and the objects drawn, by the number of objects the prompt asks for."""
+def count_table(seen: pd.DataFrame, images: Path) -> list[str]:
+    """Seen alignment, count accuracy and the objects drawn (in the folder `images`), by the number of objects
+    the prompt asks for."""
     asked = seen["prompt"].map(lambda text: parse_prompt(text).count)
     count_right = seen["count_ok"].astype("boolean").fillna(False).astype(float)
-    drawn = sorted(int(n) for n in seen["objects_drawn"].dropna().unique())
+    objects = objects_drawn(images, seen)
+    drawn = sorted(int(n) for n in objects.dropna().unique())
     table = ["| objects asked | images | aligned | count right | " + " | ".join(f"drew {n}" for n in drawn) + " |",
              "|---|---|---|---|" + "---|" * len(drawn)]
     for n, part in seen.groupby(asked):
-        tally = part["objects_drawn"].value_counts()
+        tally = objects[part.index].value_counts()
         table.append(f"| {n} | {len(part)} | {part['aligned'].mean():.1%} | {count_right[part.index].mean():.1%} | "
                      + " | ".join(str(tally.get(k, 0)) for k in drawn) + " |")
     return table
@@ -228,12 +234,11 @@ def variant_suffix(overrides: list[str]) -> str:
     return "".join(f"-{override.replace('=', '_')}" for override in overrides)
 
 
-def responsiveness(weights: Path, out: Path, seen: pd.DataFrame, extra: list[str]) -> list[str]:
+def responsiveness(weights: Path, out: Path, seen: pd.DataFrame, captions: CaptionModel, extra: list[str]) -> list[str]:
     """The gate's lines: the share of the seen gap RWR with the oracle closes, and its control's, and the images
     failing on a confusion alone before and after each arm; `extra` overrides both arms' RWR settings (their runs
     are then named after them)."""
     closed, undone = {}, []
-    captions = pretraining_captions(str(weights / "tiny-sd"))
     before = confusion_failures(seen, captions)
     run = [*RESPONSIVENESS_RUN, *extra]
     for arm, overrides in (("feedback", run), ("control", [*run, "control=true"])):
@@ -297,11 +302,12 @@ def main() -> None:
         unseen_text = f"{theirs['aligned'].mean():.1%}" if len(theirs) else "no prompts"
         table.append(f"| {category} | {alignment.value:.1%} [{alignment.low:.1%}, {alignment.high:.1%}] | {unseen_text}"
                      f" | {auc.value:.3f} [{auc.low:.3f}, {auc.high:.3f}] |")
-    lines += confusion_share(seen, pretraining_captions(str(args.weights / "tiny-sd")))
+    captions = pretraining_captions(str(args.weights / "tiny-sd"))
+    lines += confusion_share(seen, captions)
     if args.against:
-        theirs = pd.read_parquet(args.against / "seen" / "scores.parquet")
+        theirs = judged(args.against / "seen")
         assert list(theirs["prompt"]) == list(seen["prompt"]), "the two worlds must draw the same prompts and seeds"
-        change = paired.difference(theirs["aligned"].fillna(False).astype(float), seen["aligned"], seen["prompt"])
+        change = paired.difference(theirs["aligned"], seen["aligned"], seen["prompt"])
         lines.append(line(f"seen alignment minus {args.against.name}'s", change, "reported"))
     if args.plateau_steps:
         more = continued(args.weights, out, args.plateau_steps)
@@ -312,12 +318,12 @@ def main() -> None:
         lines.append(line(f"plateau: seen alignment after {args.plateau_steps} more steps (change < 2 points, covers 0)",
                           change, "pass" if flat else "FAIL"))
     if not args.no_responsiveness:
-        lines += responsiveness(args.weights, out, seen, args.rwr)
+        lines += responsiveness(args.weights, out, seen, captions, args.rwr)
     overall_auc = auc_interval(seen)
     lines.append(line("CLIP within-prompt AUC, seen, all categories", overall_auc,
                       "clearly worse than 0.905" if overall_auc.high is not None and overall_auc.high < EXACT_CAPTION_CLIP_AUC
                       else "not clearly worse than 0.905"))
-    tables = [*table, "", *count_table(seen)]
+    tables = [*table, "", *count_table(seen, out / "seen")]
     print("\n".join(["", *lines, "", *tables]))
     (out / f"gates{variant_suffix(args.rwr)}.txt").write_text("\n".join([*lines, "", *tables]) + "\n")
 
