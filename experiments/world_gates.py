@@ -33,14 +33,19 @@ number of objects a seen prompt asks for: where the model's own skill ends), and
     weight, so fine-tuning on the images that are right, with the loose-caption clean-data term;
     the full UNet, 12 passes at lr 3e-4. It must close at least 30% of the seen gap,
     the lower end of its interval above 15%, and its control, the same run with every sample
-    weighed alike (control=true), gain less than a third of that (OUT/responsiveness/). For each
-    arm, the images failing on a confusion alone, before and after.
+    weighed alike (control=true), gain less than a third of that (OUT/responsiveness/). Then the
+    feedback arm paired with its control (what the feedback is worth, the round's own damage
+    cancelled) and, for each arm, the images failing on a confusion alone, before and after.
+    `--rwr KEY=VALUE ...` runs a variant of both arms instead (a LoRA run is drawn on the base
+    pipeline), e.g. `lora.enabled=true` or `rwr.min_timestep=500`.
 
 With `--curve WORK --curve-steps 6000,10000`, the pretraining run's own learning curve comes
 first: the EMA weights of those UNet checkpoints (WORK/unet-checkpoints, one every 1,000 steps)
 draw the same seen sample, and each line gives its alignment and the paired difference against
 the weights'. With `--against OTHER-GATES`, seen alignment is paired with another world's weights,
-whose gates drew the same prompts and seeds (a world change that keeps the prompts).
+whose gates drew the same prompts and seeds (a world change that keeps the prompts). With
+`--seen-seed N`, every seen draw starts at seed N instead (folders and the gates file named after
+it): a result chosen among variants on the gates' own seeds, checked on others.
 """
 
 from __future__ import annotations
@@ -79,16 +84,28 @@ RESPONSIVENESS_RUN = ["reward.kind=oracle", "rwr.images_per_prompt=7", "lora.ena
 EXACT_CAPTION_CLIP_AUC = 0.905  # the first world's tiny CLIP, seen prompts (docs/research/finetune-targets.md)
 
 
-def drawn_and_judged(weights: Path, out: Path, split: str, pipeline: Path | None = None) -> pd.DataFrame:
-    """scores.parquet of the split drawn by the weights' pipeline (or `pipeline`, into out/NAME-split),
-    judged by the oracle and the weights' CLIP."""
-    images = out / (split if pipeline is None else f"{pipeline.parent.name}-{split}")
-    prompts, seed = (str(stratified_seen_prompts(out)), SEEN_SEED) if split == "seen" else ("heldout", UNSEEN_SEED)
+def drawn_and_judged(weights: Path, out: Path, split: str, pipeline: Path | None = None, seen_seed: int = SEEN_SEED
+                     ) -> pd.DataFrame:
+    """scores.parquet of the split drawn by the weights' pipeline (or `pipeline`, a pipeline directory or LoRA
+    weights on the weights' pipeline, into out/NAME-split), judged by the oracle and the weights' CLIP. The
+    seen split's seeds start at `seen_seed`, named in the folder when they are not the gates' own."""
+    images = drawn_folder(out, split, pipeline, seen_seed)
+    prompts, seed = (str(stratified_seen_prompts(out)), seen_seed) if split == "seen" else ("heldout", UNSEEN_SEED)
+    if pipeline is None or not (pipeline / "model_index.json").is_file():
+        model = [f"model={weights / 'tiny-sd'}", *([f"lora={pipeline}"] if pipeline else [])]
+    else:
+        model = [f"model={pipeline}"]
     if not (images / "metrics.json").is_file():
         cli("generate", "--out", str(images), "--resume", f"prompts={prompts}", f"images_per_prompt={IMAGES_PER_PROMPT}",
-            f"seed={seed}", f"model={pipeline or weights / 'tiny-sd'}")
+            f"seed={seed}", *model)
         cli("evaluate", "--run", str(images), "--overwrite", f"clip_model=local-dir:{weights / 'tiny-clip'}")
     return judged(images)
+
+
+def drawn_folder(out: Path, split: str, pipeline: Path | None = None, seen_seed: int = SEEN_SEED) -> Path:
+    """Where drawn_and_judged keeps a split's images: out/seen, out/NAME-seen, out/NAME-seen-seedN, ..."""
+    name = split if pipeline is None else f"{pipeline.parent.name}-{split}"
+    return out / (name if split != "seen" or seen_seed == SEEN_SEED else f"{name}-seed{seen_seed}")
 
 
 def judged(images: Path) -> pd.DataFrame:
@@ -127,11 +144,11 @@ def checkpoint_pipeline(weights: Path, out: Path, checkpoints: UnetCheckpoints, 
     return pipeline_dir
 
 
-def learning_curve(weights: Path, out: Path, work: Path, steps: list[int], seen: pd.DataFrame) -> list[str]:
+def learning_curve(weights: Path, out: Path, work: Path, steps: list[int], seen: pd.DataFrame, seen_seed: int) -> list[str]:
     checkpoints = UnetCheckpoints(work / "unet-checkpoints")
     lines = []
     for step in steps:
-        at = drawn_and_judged(weights, out, "seen", pipeline=checkpoint_pipeline(weights, out, checkpoints, step))
+        at = drawn_and_judged(weights, out, "seen", checkpoint_pipeline(weights, out, checkpoints, step), seen_seed)
         assert list(at["prompt"]) == list(seen["prompt"]), "the models must draw the same prompts and seeds"
         alignment = paired.mean(at["aligned"], at["prompt"])
         change = paired.difference(seen["aligned"], at["aligned"], seen["prompt"])
@@ -234,27 +251,33 @@ def variant_suffix(overrides: list[str]) -> str:
     return "".join(f"-{override.replace('=', '_')}" for override in overrides)
 
 
-def responsiveness(weights: Path, out: Path, seen: pd.DataFrame, captions: CaptionModel, extra: list[str]) -> list[str]:
+def responsiveness(weights: Path, out: Path, seen: pd.DataFrame, captions: CaptionModel, extra: list[str],
+                   seen_seed: int = SEEN_SEED) -> list[str]:
     """The gate's lines: the share of the seen gap RWR with the oracle closes, and its control's, and the images
     failing on a confusion alone before and after each arm; `extra` overrides both arms' RWR settings (their runs
     are then named after them)."""
-    closed, undone = {}, []
+    closed, drawn, undone = {}, {}, []
     before = confusion_failures(seen, captions)
     run = [*RESPONSIVENESS_RUN, *extra]
     for arm, overrides in (("feedback", run), ("control", [*run, "control=true"])):
-        after = drawn_and_judged(weights, out, "seen", pipeline=fine_tuned(weights, out, arm + variant_suffix(extra), overrides))
+        after = drawn_and_judged(weights, out, "seen", fine_tuned(weights, out, arm + variant_suffix(extra), overrides), seen_seed)
         assert list(after["prompt"]) == list(seen["prompt"]), "the models must draw the same prompts and seeds"
-        closed[arm] = paired.gap_closed(seen["aligned"], after["aligned"], seen["prompt"])
+        closed[arm], drawn[arm] = paired.gap_closed(seen["aligned"], after["aligned"], seen["prompt"]), after
         after_arm = confusion_failures(after, captions)
         undone.append(f"images failing on a confusion alone, before -> after the {arm} arm: "
                       + ", ".join(f"{name} {before[name]} -> {after_arm[name]}" for name in before))
     method, control = closed["feedback"], closed["control"]
+    # what the feedback itself is worth: each arm's own damage cancels in the pair
+    beyond = paired.difference(drawn["control"]["aligned"], drawn["feedback"]["aligned"], seen["prompt"])
+    gap = 1 - seen["aligned"].mean()
     return [
         line("responsiveness: seen gap closed, oracle-weighted RWR (30%, low > 15%)", method,
              "pass" if method.value >= RESPONSIVE_GAP_CLOSED and method.low is not None and method.low > RESPONSIVE_LOWER_END
              else "FAIL"),
         line("responsiveness control: equal weights (under a third of that)", control,
              "pass" if method.value > 0 and control.value < method.value / 3 else "FAIL"),
+        line("responsiveness: feedback arm minus control, seen, paired", beyond,
+             f"{beyond.value / gap:.0%} of the gap, {beyond.low / gap:.0%} to {beyond.high / gap:.0%}"),
         *undone,
     ]
 
@@ -271,17 +294,20 @@ def main() -> None:
     parser.add_argument("--curve-steps", default="", help="comma-separated checkpoint steps of the curve, e.g. 6000,10000")
     parser.add_argument("--against", type=Path, default=None,
                         help="another world's gates folder: seen alignment paired with its weights' on the same prompts and seeds")
+    parser.add_argument("--seen-seed", type=int, default=SEEN_SEED,
+                        help="the seen split's first seed: other seeds check a result chosen on the gates' own")
     args = parser.parse_args()
     out = args.out or args.weights.with_name(args.weights.name + "-gates")
     out.mkdir(parents=True, exist_ok=True)
-    seen, unseen = drawn_and_judged(args.weights, out, "seen"), drawn_and_judged(args.weights, out, "unseen")
+    seen = drawn_and_judged(args.weights, out, "seen", seen_seed=args.seen_seed)
+    unseen = drawn_and_judged(args.weights, out, "unseen")
 
     seen_alignment = paired.mean(seen["aligned"], seen["prompt"])
     unseen_alignment = paired.mean(unseen["aligned"], unseen["prompt"])
     per_prompt = seen.groupby("prompt")["aligned"].agg(["mean", "max"]).reset_index()
     best_of = paired.difference(per_prompt["mean"], per_prompt["max"], per_prompt["prompt"])
     curve_steps = [int(step) for step in args.curve_steps.split(",") if step]
-    lines = learning_curve(args.weights, out, args.curve, curve_steps, seen) if args.curve else []
+    lines = learning_curve(args.weights, out, args.curve, curve_steps, seen, args.seen_seed) if args.curve else []
     lines += [
         line("baseline seen alignment (35% to 65%)", seen_alignment,
              "pass" if SEEN_BAND[0] <= seen_alignment.value <= SEEN_BAND[1] else "FAIL"),
@@ -305,27 +331,28 @@ def main() -> None:
     captions = pretraining_captions(str(args.weights / "tiny-sd"))
     lines += confusion_share(seen, captions)
     if args.against:
-        theirs = judged(args.against / "seen")
+        theirs = judged(drawn_folder(args.against, "seen", seen_seed=args.seen_seed))
         assert list(theirs["prompt"]) == list(seen["prompt"]), "the two worlds must draw the same prompts and seeds"
         change = paired.difference(theirs["aligned"], seen["aligned"], seen["prompt"])
         lines.append(line(f"seen alignment minus {args.against.name}'s", change, "reported"))
     if args.plateau_steps:
         more = continued(args.weights, out, args.plateau_steps)
-        after = drawn_and_judged(args.weights, out, "seen", pipeline=more)
+        after = drawn_and_judged(args.weights, out, "seen", more, args.seen_seed)
         assert list(after["prompt"]) == list(seen["prompt"]), "the two models must draw the same prompts and seeds"
         change = paired.difference(seen["aligned"], after["aligned"], seen["prompt"])
         flat = abs(change.value) < 0.02 and not change.excludes(0.0)
         lines.append(line(f"plateau: seen alignment after {args.plateau_steps} more steps (change < 2 points, covers 0)",
                           change, "pass" if flat else "FAIL"))
     if not args.no_responsiveness:
-        lines += responsiveness(args.weights, out, seen, captions, args.rwr)
+        lines += responsiveness(args.weights, out, seen, captions, args.rwr, args.seen_seed)
     overall_auc = auc_interval(seen)
     lines.append(line("CLIP within-prompt AUC, seen, all categories", overall_auc,
                       "clearly worse than 0.905" if overall_auc.high is not None and overall_auc.high < EXACT_CAPTION_CLIP_AUC
                       else "not clearly worse than 0.905"))
-    tables = [*table, "", *count_table(seen, out / "seen")]
+    tables = [*table, "", *count_table(seen, drawn_folder(out, "seen", seen_seed=args.seen_seed))]
     print("\n".join(["", *lines, "", *tables]))
-    (out / f"gates{variant_suffix(args.rwr)}.txt").write_text("\n".join([*lines, "", *tables]) + "\n")
+    seed = "" if args.seen_seed == SEEN_SEED else f"-seed{args.seen_seed}"
+    (out / f"gates{variant_suffix(args.rwr)}{seed}.txt").write_text("\n".join([*lines, "", *tables]) + "\n")
 
 
 if __name__ == "__main__":
