@@ -94,11 +94,11 @@ def drawn_and_judged(weights: Path, out: Path, split: str, pipeline: Path | None
     seen split's seeds start at `seen_seed`, named in the folder when they are not the gates' own."""
     images = drawn_folder(out, split, pipeline, seen_seed)
     prompts, seed = (str(stratified_seen_prompts(out)), seen_seed) if split == "seen" else ("heldout", UNSEEN_SEED)
-    if pipeline is None or not (pipeline / "model_index.json").is_file():
-        model = [f"model={weights / 'tiny-sd'}", *([f"lora={pipeline}"] if pipeline else [])]
-    else:
-        model = [f"model={pipeline}"]
     if not (images / "metrics.json").is_file():
+        if pipeline is None or not (pipeline / "model_index.json").is_file():
+            model = [f"model={weights / 'tiny-sd'}", *([f"lora={pipeline}"] if pipeline else [])]
+        else:
+            model = [f"model={pipeline}"]
         cli("generate", "--out", str(images), "--resume", f"prompts={prompts}", f"images_per_prompt={IMAGES_PER_PROMPT}",
             f"seed={seed}", *model)
         cli("evaluate", "--run", str(images), "--overwrite", f"clip_model=local-dir:{weights / 'tiny-clip'}")
@@ -108,7 +108,12 @@ def drawn_and_judged(weights: Path, out: Path, split: str, pipeline: Path | None
 def drawn_folder(out: Path, split: str, pipeline: Path | None = None, seen_seed: int = SEEN_SEED) -> Path:
     """Where drawn_and_judged keeps a split's images: out/seen, out/NAME-seen, out/NAME-seen-seedN, ..."""
     name = split if pipeline is None else f"{pipeline.parent.name}-{split}"
-    return out / (name if split != "seen" or seen_seed == SEEN_SEED else f"{name}-seed{seen_seed}")
+    return out / (name + seed_suffix(seen_seed) if split == "seen" else name)
+
+
+def seed_suffix(seen_seed: int) -> str:
+    """What names draws and gates at seen seeds other than the gates' own: "" or "-seedN"."""
+    return "" if seen_seed == SEEN_SEED else f"-seed{seen_seed}"
 
 
 def judged(images: Path) -> pd.DataFrame:
@@ -354,8 +359,7 @@ def main() -> None:
                       else "not clearly worse than 0.905"))
     tables = [*table, "", *count_table(seen, drawn_folder(out, "seen", seen_seed=args.seen_seed))]
     print("\n".join(["", *lines, "", *tables]))
-    seed = "" if args.seen_seed == SEEN_SEED else f"-seed{args.seen_seed}"
-    (out / f"gates{variant_suffix(args.rwr)}{seed}.txt").write_text("\n".join([*lines, "", *tables]) + "\n")
+    (out / f"gates{variant_suffix(args.rwr)}{seed_suffix(args.seen_seed)}.txt").write_text("\n".join([*lines, "", *tables]) + "\n")
 
 
 if __name__ == "__main__":
