@@ -58,12 +58,15 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
+import yaml
 from diffusers import StableDiffusionPipeline, UNet2DConditionModel
 from PIL import Image
 
+from align.config import load_config, to_dict
 from align.evaluation import paired
 from align.evaluation.paired_arms import SEEN_SEED, UNSEEN_SEED, cli, shipped
 from align.finetune.clean_data import pretraining_captions
+from align.finetune.config import FinetuneConfig
 from align.generation.prompts import load_prompts
 from align.shapes.captions import CONFUSED_FIELD, CaptionModel
 from align.shapes.oracle import parse_image
@@ -168,9 +171,16 @@ def learning_curve(weights: Path, out: Path, work: Path, steps: list[int], seen:
 def fine_tuned(weights: Path, out: Path, arm: str, overrides: list[str]) -> Path:
     """The pipeline directory of one RWR arm on the weights' model (run, or completed, if needed)."""
     run = out / "responsiveness" / arm
-    if not (run / "metrics.json").is_file():
-        cli("finetune", "--config", str(shipped("configs/shapes/rwr.yaml")), "--out", str(run),
-            *(["--resume"] if (run / "checkpoints").is_dir() else []), f"model={weights / 'tiny-sd'}", *overrides)
+    config, model = shipped("configs/shapes/rwr.yaml"), f"model={(weights / 'tiny-sd').resolve()}"
+    if (run / "metrics.json").is_file():
+        # a run is found by its name alone: one trained by another round under that name must not stand in for this one
+        requested = yaml.safe_load(yaml.safe_dump(to_dict(load_config(FinetuneConfig, config, [model, *overrides]))))
+        trained = yaml.safe_load((run / "config.yaml").read_text())
+        if {**trained, "model": str(Path(trained["model"]).resolve())} != requested:
+            raise SystemExit(f"{run} was trained with another config than this round's; move it away to run the round")
+    else:
+        cli("finetune", "--config", str(config), "--out", str(run),
+            *(["--resume"] if (run / "checkpoints").is_dir() else []), model, *overrides)
     return run / "final"
 
 
