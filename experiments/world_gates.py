@@ -174,7 +174,7 @@ def fine_tuned(weights: Path, out: Path, arm: str, overrides: list[str]) -> Path
     config, model = shipped("configs/shapes/rwr.yaml"), f"model={(weights / 'tiny-sd').resolve()}"
     if (run / "metrics.json").is_file():
         # a run is found by its name alone: one trained by another round under that name must not stand in for this one
-        requested = yaml.safe_load(yaml.safe_dump(to_dict(load_config(FinetuneConfig, config, [model, *overrides]))))
+        requested = to_dict(load_config(FinetuneConfig, config, [model, *overrides]))
         trained = yaml.safe_load((run / "config.yaml").read_text())
         if {**trained, "model": str(Path(trained["model"]).resolve())} != requested:
             raise SystemExit(f"{run} was trained with another config than this round's; move it away to run the round")
