@@ -40,7 +40,7 @@ test: $(STAMP)
 	$(PY) -m pytest -q -n 2 --dist loadfile
 
 pretrain: $(STAMP)
-	$(PY) -m align.shapes.pretrain --out align/shapes/weights
+	$(PY) -m align.shapes.pretrain --out align/shapes/weights --captions configs/shapes/captions.yaml
 
 # The speed benchmarks that need no inputs, each a ratio against its baseline from one run;
 # embedding_cache.py and ddpo_vs_trl.py read a demo run, sd15_speed.py needs a GPU (see README).

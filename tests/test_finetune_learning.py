@@ -26,7 +26,7 @@ SETTINGS = {
     "rwr": ["epochs=4", "train.lr=1e-2", "rwr.pretrain_beta=0", "rwr.images_per_prompt=8", "prompts={measured}"],
     "reward_backprop": ["epochs=4", "train.lr=1e-2", "backprop.max_steps=3"],
 }
-PROMPTS = ["a blue square", "two circles", "a triangle on a white background", "four diamonds"]
+PROMPTS = ["a blue square", "two circles", "a triangle on a white background", "two diamonds"]
 
 
 def redness(images: torch.Tensor) -> torch.Tensor:

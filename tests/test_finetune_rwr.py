@@ -23,7 +23,7 @@ SMALL = ["epochs=2", "train.batch_size=4", "rwr.pretrain_batch_size=2", "prompts
 def labels(tmp_path):
     """A labels.parquet as `t2i-align export` writes it: two raters per image, renders as images."""
     rows = []
-    for i, prompt in enumerate(["a blue square", "two circles", "four diamonds", HELDOUT_PROMPT] * 2):
+    for i, prompt in enumerate(["a blue square", "two circles", "two diamonds", HELDOUT_PROMPT] * 2):
         path = tmp_path / f"{i}.png"
         render(scene_for(parse_prompt(prompt), random.Random(i))).save(path)
         for rater in ("ann", "bob"):

@@ -21,7 +21,7 @@ QUICK = ["sampling.steps=4", "images_per_prompt=2"]
 def prompt_file(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("prompts") / "prompts.txt"
     path.write_text("# three shapes prompts and one outside the world\ntwo red circles on a black background\n"
-                    "a blue square\nfour diamonds\na watercolor fox\n")
+                    "a blue square\ntwo diamonds\na watercolor fox\n")
     return path
 
 

@@ -19,22 +19,20 @@ def test_vocabulary_is_wide_enough():
     assert not set(BACKGROUNDS.values()) & set(COLORS.values())
 
 
-def test_scenes_have_one_to_four_separate_objects():
+def test_scenes_have_one_to_three_objects_in_a_row_apart():
     rng = random.Random(1)
-    for spec in all_specs():
+    for spec in all_specs() * 5:
         scene = scene_for(spec, rng, allow_heldout=True)
         assert len(scene.objects) == spec.count
-        for i, a in enumerate(scene.objects):
+        for a in scene.objects:
             assert 0 <= a.x and a.x + a.size <= 64 and 0 <= a.y and a.y + a.size <= 64
-            for b in scene.objects[i + 1 :]:
-                apart_x = a.x + a.size + GAP <= b.x or b.x + b.size + GAP <= a.x
-                apart_y = a.y + a.size + GAP <= b.y or b.y + b.size + GAP <= a.y
-                assert apart_x or apart_y
+        for left, right in zip(scene.objects, scene.objects[1:]):  # left to right, each in its own column
+            assert left.x + left.size + GAP <= right.x
 
 
 def test_prompts_cover_four_categories_and_round_trip():
     prompts = prompt_set("all")
-    assert len({p.text for p in prompts}) == len(prompts) >= 300
+    assert len({p.text for p in prompts}) == len(prompts) >= 250
     assert {p.category for p in prompts} == set(CATEGORIES)
     for prompt in prompts:
         spec = parse_prompt(prompt.text)

@@ -1,9 +1,9 @@
 """Deterministic pretraining of the shipped tiny models on renders of training prompts.
 
-    python -m align.shapes.pretrain --out align/shapes/weights        # all stages, ~95 min on 2 cores
+    python -m align.shapes.pretrain --out align/shapes/weights --captions configs/shapes/captions.yaml  # make pretrain: all stages, ~83 min on 2 cores
     python -m align.shapes.pretrain --out DIR --stages unet           # redo one stage
     python -m align.shapes.pretrain --out DIR --stages unet --resume  # go on from the UNet's last checkpoint
-    python -m align.shapes.pretrain --out DIR --captions configs/shapes/captions.yaml  # loose captions
+    python -m align.shapes.pretrain --out DIR                         # exact captions: the first world's
 
 Stages, each on fresh renders of training-split prompts only (held-out combinations are
 never shown, in captions or pixels), captioned by a caption model (align/shapes/captions.py):
@@ -70,9 +70,9 @@ MIN_SNR_GAMMA = 5.0
 
 @dataclass(frozen=True)
 class Steps:
-    clip: int = 1000
+    clip: int = 600
     vae: int = 2000
-    unet: int = 13000
+    unet: int = 11000
     checkpoint_every: int = 1000  # the UNet stage's: to resume, and for the learning curve
 
 

@@ -25,7 +25,7 @@ HELDOUT_SHAPE_BACKGROUND = {("triangle", "white")}
 
 _NUMBER_WORDS = {word: n for n, word in COUNTS.items()} | {"a": 1, "an": 1}
 _PROMPT = re.compile(
-    r"^(?P<count>a|an|one|two|three|four) "
+    rf"^(?P<count>a|an|{'|'.join(COUNTS.values())}) "
     rf"(?:(?P<color>{'|'.join(COLORS)}) )?"
     rf"(?P<shape>{'|'.join(SHAPES)})s?"
     rf"(?: on an? (?P<background>{'|'.join(BACKGROUNDS)}) background)?$"
