@@ -4,7 +4,7 @@ Run each arm with `t2i-align finetune`, draw the same seen and unseen prompts wi
 model and the shipped one, and pair them with `t2i-align compare`; every stage is the CLI, run as
 a subprocess, so an experiment reruns exactly what a user would.
 
-Seen: a fixed sample of 89 training prompts x 2, unseen: the 89 held-out prompts x 2, both with
+Seen: a fixed sample of 89 training prompts x 2, unseen: the 72 held-out prompts x 2, both with
 fresh seeds no rating, fine-tuning or demo run uses. A rerun reuses finished runs and images.
 The DDPO experiments that run after `make demo` draw the demo's own splits instead (demo_split_runs),
 to be paired with the demo's baseline images. `Splits` draws either at a given guidance scale.

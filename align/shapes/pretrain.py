@@ -72,7 +72,7 @@ MIN_SNR_GAMMA = 5.0
 class Steps:
     clip: int = 600
     vae: int = 2000
-    unet: int = 11000
+    unet: int = 13000
     checkpoint_every: int = 1000  # the UNet stage's: to resume, and for the learning curve
 
 
