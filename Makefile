@@ -25,7 +25,7 @@ constraints: $(STAMP)
 demo: $(STAMP)
 	$(CLI) demo --out $(RUN)
 
-# The shipped pipeline's baseline alignment, the table in the README; reruns reuse images and metrics.
+# The shipped pipeline's baseline alignment per category and split; reruns reuse images and metrics.
 BASE ?= runs/baseline
 baseline: $(STAMP)
 	$(CLI) generate --out $(BASE)/train --resume prompts=train images_per_prompt=2 seed=0

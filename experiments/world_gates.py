@@ -1,13 +1,13 @@
 """The world issue's gates: does a shapes world leave feedback something to fix, on a model that more
 pretraining would not improve, and does feedback fix it?
 
-    python experiments/world_gates.py --weights align/shapes/weights --out runs/world/gates   # all gates, ~40 min
+    python experiments/world_gates.py --weights align/shapes/weights --out runs/world/gates   # all gates, ~31 min
     python experiments/world_gates.py --weights DIR --plateau-steps 0 --no-responsiveness     # headroom only, ~4 min
     python experiments/world_gates.py --weights DIR --plateau-steps 0 --rwr train.lr=1e-4     # a variant of the RWR arms, ~20 min
 
 `--weights` is a folder the pretraining command wrote (tiny-sd/ and tiny-clip/). Its pipeline
 draws a seen sample stratified by category (every training prompt of the count, colour and
-background categories, and 50 combination prompts: 96 in all) and the 89 held-out prompts, 4
+background categories, and 50 combination prompts: 92 in all) and the 72 held-out prompts, 4
 images each at fresh seeds; the oracle judges them and the folder's own tiny CLIP scores them. One line
 per check, each with its 95% interval (a bootstrap over prompts, align/evaluation/paired.py):
 
@@ -29,7 +29,7 @@ number of objects a seen prompt asks for: where the model's own skill ends), and
     own caption model), draws the same prompts and seeds, and the paired difference in seen
     alignment must stay under 2 points with its interval covering zero (OUT/plus-N/tiny-sd);
   - responsiveness: one round of RWR (configs/shapes/rwr.yaml) on the model's own samples, as many
-    of each training prompt as the issue's 2,000 allow (10 of 192 prompts, 7 of 251), the oracle's
+    of each training prompt as the issue's 2,000 allow (10 of each of the 192 prompts), the oracle's
     0 / 1 verdict as weight, so fine-tuning on the images that are right, with the loose-caption
     clean-data term; the full UNet, 12 passes at lr 3e-4, the weighted loss at the high-noise
     timesteps 700 to 999 only. It must close at least 30% of the seen gap,

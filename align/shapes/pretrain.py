@@ -1,6 +1,6 @@
 """Deterministic pretraining of the shipped tiny models on renders of training prompts.
 
-    python -m align.shapes.pretrain --out align/shapes/weights --captions configs/shapes/captions.yaml  # make pretrain: all stages, ~83 min on 2 cores
+    python -m align.shapes.pretrain --out align/shapes/weights --captions configs/shapes/captions.yaml  # make pretrain: all stages, ~90 min on 2 cores
     python -m align.shapes.pretrain --out DIR --stages unet           # redo one stage
     python -m align.shapes.pretrain --out DIR --stages unet --resume  # go on from the UNet's last checkpoint
     python -m align.shapes.pretrain --out DIR                         # exact captions: the first world's
