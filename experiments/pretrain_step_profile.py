@@ -1,6 +1,7 @@
 """Where a pretraining step's time goes: rendering, VAE encoding, the model's own pass, EMA.
 
     python experiments/pretrain_step_profile.py [--steps 30]
+    python experiments/pretrain_step_profile.py --variants [--steps 20]   # the UNet's pass in other float paths
 
 Hypothesis (the world issue, item 2): rendering the scenes and encoding them with the VAE at
 every step cost more than the UNet's forward and backward pass, so that a cached latent dataset
@@ -10,11 +11,17 @@ The same for the tiny CLIP's stage (rendering against its forward and backward p
 Each part is timed alone, in the order a step runs it, with the shipped VAE and text encoder, a
 fresh UNet and CLIP of the shipped architectures, at the recipe's batch sizes, after 3 warm-up
 steps; medians over `--steps` steps.
+
+With `--variants`, the second question: would another float path make the UNet's pass cheaper?
+Four copies of one fresh UNet take their steps in turn, on the same latents: fp32 (the recipe),
+bf16 autocast, channels_last memory and `torch.compile` (its compilation not timed). Any of them
+changes the weights a run writes, so a faster one means pretraining and gating again.
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import random
 import statistics
 import time
@@ -91,6 +98,42 @@ def unet_step_parts(steps: int) -> dict[str, list[float]]:
     return measured(steps, one_step)
 
 
+def unet_pass_variants(steps: int) -> dict[str, list[float]]:
+    """Seconds of one UNet forward, backward and optimizer step, per float path, taken in turn."""
+    torch.manual_seed(0)
+    fresh = tiny_unet(TINY_CLIP_CONFIG["text_cfg"]["width"])
+    noise_scheduler = training_scheduler()
+    latents = torch.randn(UNET_BATCH, 4, 16, 16)
+    embeddings = torch.randn(UNET_BATCH, 77, fresh.config.cross_attention_dim)
+    variants = {}
+    for name in ("fp32", "bf16 autocast", "channels_last", "torch.compile"):
+        unet = copy.deepcopy(fresh)
+        if name == "channels_last":
+            unet = unet.to(memory_format=torch.channels_last)
+        model = torch.compile(unet) if name == "torch.compile" else unet
+        variants[name] = (model, torch.optim.AdamW(unet.parameters(), lr=1e-4))
+
+    def one_pass(name: str) -> None:
+        model, optimizer = variants[name]
+        noise = torch.randn(latents.shape)
+        t = torch.randint(0, 1000, (UNET_BATCH,))
+        noisy = noise_scheduler.add_noise(latents, noise, t)
+        if name == "channels_last":
+            noisy = noisy.contiguous(memory_format=torch.channels_last)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=name == "bf16 autocast"):
+            prediction = model(noisy, t, encoder_hidden_states=embeddings).sample
+        loss = F.mse_loss(prediction.float(), noise)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+
+    def one_step(parts: dict[str, list[float]]) -> None:
+        for name in variants:
+            timed(parts, name, lambda: one_pass(name))
+
+    return measured(steps, one_step)
+
+
 def clip_step_parts(steps: int) -> dict[str, list[float]]:
     specs, rng = training_specs(), random.Random(0)
     model = open_clip.CLIP(**TINY_CLIP_CONFIG)
@@ -128,8 +171,16 @@ def report(title: str, parts: dict[str, list[float]]) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--steps", type=int, default=30)
+    parser.add_argument("--variants", action="store_true", help="time the UNet's pass in other float paths instead")
     args = parser.parse_args()
     torch.set_num_threads(THREADS)
+    if args.variants:
+        parts = unet_pass_variants(args.steps)
+        fp32 = statistics.median(parts["fp32"])
+        print("| UNet pass (batch 32) | ms | speed against fp32 |\n|---|---|---|")
+        for name, times in parts.items():
+            print(f"| {name} | {1000 * statistics.median(times):.0f} | {fp32 / statistics.median(times):.2f}x |")
+        return
     report("UNet stage", unet_step_parts(args.steps))
     report("CLIP stage", clip_step_parts(args.steps))
 
