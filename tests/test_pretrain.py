@@ -37,6 +37,15 @@ def test_quick_pretraining_is_deterministic_and_loadable(tmp_path):
     assert (tmp_path / "a" / "tiny-sd" / "tokenizer" / "vocab.json").is_file()
 
 
+def test_redoing_one_stage_assembles_the_same_pipeline_as_the_whole_run(tmp_path):
+    main(["--out", str(tmp_path / "out"), "--work", str(tmp_path / "work"), "--quick"])
+    configs = {part: (tmp_path / "out" / "tiny-sd" / part / "config.json").read_text() for part in ("vae", "unet")}
+    for stage in ("unet", "vae"):  # the other stage is loaded from WORK: no local path may reach the shipped config
+        main(["--out", str(tmp_path / "out"), "--work", str(tmp_path / "work"), "--quick", "--stages", stage])
+        for part, text in configs.items():
+            assert (tmp_path / "out" / "tiny-sd" / part / "config.json").read_text() == text, (stage, part)
+
+
 def test_the_unet_stage_goes_on_from_a_given_unet(tmp_path):
     pipeline = StableDiffusionPipeline.from_pretrained(resolve("shapes-tiny-sd"))
     before = {name: tensor.clone() for name, tensor in pipeline.unet.state_dict().items()}

@@ -35,7 +35,7 @@ import torch
 import torch.nn.functional as F
 from diffusers import AutoencoderKL, StableDiffusionPipeline, UNet2DConditionModel
 from diffusers.training_utils import EMAModel
-from safetensors.torch import save_file
+from safetensors.torch import load_file, save_file
 from tqdm import tqdm
 from transformers import CLIPTextModel, CLIPTokenizer
 
@@ -331,6 +331,15 @@ def save_with_unet(source: Path, unet: UNet2DConditionModel, pipeline_dir: Path)
     partial.rename(pipeline_dir)
 
 
+def load_stage(model_class, folder: Path):
+    """A stage's fp32 output saved in WORK by an earlier run. from_pretrained would record `folder` in the
+    model's config (`_name_or_path`) and the assembled pipeline would ship that local path; built from its
+    config and weights, the pipeline is the same whichever stages this run trained."""
+    model = model_class.from_config(model_class.load_config(folder))
+    model.load_state_dict(load_file(folder / "diffusion_pytorch_model.safetensors"))
+    return model.eval()
+
+
 def load_clip(out: Path) -> open_clip.CLIP:
     model, _, _ = open_clip.create_model_and_transforms(f"local-dir:{out / 'tiny-clip'}")
     return model.float().eval()
@@ -362,12 +371,12 @@ def main(argv: list[str] | None = None) -> None:
     clip = load_clip(out)  # the shipped fp16 weights, so the SD text encoder is exactly their conversion
     tokenizer = write_clip_tokenizer(open_clip.tokenizer.default_bpe(), work / "tokenizer")
     text_encoder = text_encoder_from_open_clip(clip)
-    vae = train_vae(work, steps.vae) if "vae" in stages else AutoencoderKL.from_pretrained(work / "vae")
+    vae = train_vae(work, steps.vae) if "vae" in stages else load_stage(AutoencoderKL, work / "vae")
     unet = (
         train_unet(work, steps.unet, vae, text_encoder, tokenizer, captions=captions,
                    checkpoint_every=steps.checkpoint_every, resume=args.resume)
         if "unet" in stages
-        else UNet2DConditionModel.from_pretrained(work / "unet")
+        else load_stage(UNet2DConditionModel, work / "unet")
     )
     assemble_pipeline(out, work, vae, unet, text_encoder, tokenizer)
     print(f"wrote {out / 'tiny-clip'} and {out / 'tiny-sd'}")
