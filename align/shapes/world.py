@@ -67,8 +67,8 @@ def place_objects(kinds: list[tuple[str, str]], rng: random.Random) -> tuple[Sce
     for index, (shape, color) in enumerate(kinds):
         size = rng.randint(low, high)
         slack = max(0, int((column - size - GAP) / 2))
+        # the slack leaves GAP / 2 to a column's edges, so the row also stays off the image's edges
         x = round(column * (index + 0.5) - size / 2) + rng.randint(-slack, slack)
-        x = min(max(x, 1), IMAGE_SIZE - size - 1)
         y = rng.randint(1, IMAGE_SIZE - size - 1)
         placed.append(SceneObject(shape, color, x, y, size))
     return tuple(placed)
